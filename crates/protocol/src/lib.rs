@@ -24,6 +24,7 @@ pub mod command;
 pub mod error;
 pub mod frame;
 pub mod header;
+pub mod java_properties;
 pub mod message;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
