@@ -23,6 +23,8 @@ pub mod code;
 pub mod command;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod header;
 pub mod java_properties;
 pub mod message;
