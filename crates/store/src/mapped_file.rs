@@ -1,0 +1,103 @@
+//! Memory maps: the only module of the crate with `unsafe`.
+//!
+//! Commit-log segments are mapped read-only and shared (`MAP_SHARED`); the writer thread
+//! appends with `pwrite` through the same page cache, so a read slice sees every byte the
+//! writer has published. The whole mapping is wrapped once in a [`Bytes`] whose owner is
+//! the map itself ([`Bytes::from_owner`]); every read is a `slice` of it, a reference-count
+//! increment with no allocation and no copy. A slice keeps the mapping alive after its
+//! segment is deleted: deletion unlinks the file, the kernel keeps the pages until the
+//! last slice is dropped.
+//!
+//! Consume-queue and index files are mapped writable ([`MmapMut`]); they are only ever
+//! touched under their owner's lock and are never handed out as slices.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::path::Path;
+
+use bytes::Bytes;
+use memmap2::{Mmap, MmapMut};
+
+use crate::error::{Result, StoreError};
+
+/// Maps a whole file read-only and returns it as one shared [`Bytes`].
+pub(crate) fn map_shared_bytes(file: &File, path: &Path) -> Result<Bytes> {
+    // SAFETY: a mapping is sound only if nobody truncates the file or changes mapped bytes
+    // that Rust code is reading. (1) Files are never shrunk: segments are created at their
+    // full size and only ever unlinked, which keeps the pages mapped; the `lock` file keeps
+    // a second Karman process away. (2) Bytes past the published write position may change
+    // (the writer `pwrite`s there and recovery zeroes torn tails before any reader exists),
+    // but readers slice only below the published position, which is written once and never
+    // again. An outside process editing the files breaks this, as with any mmap database.
+    let map = unsafe { Mmap::map(file) }.map_err(|e| StoreError::io("mmap", path, e))?;
+    Ok(Bytes::from_owner(map))
+}
+
+/// Maps a whole file writable, for consume-queue and index files.
+pub(crate) fn map_mut(file: &File, path: &Path) -> Result<MmapMut> {
+    // SAFETY: the file is never shrunk while mapped (consume-queue and index files keep
+    // their created size and are only unlinked), and every access goes through the owner's
+    // lock, so no `&[u8]` to these bytes coexists with a write through the `&mut [u8]`.
+    unsafe { MmapMut::map_mut(file) }.map_err(|e| StoreError::io("mmap", path, e))
+}
+
+/// Big-endian i32 at `at`, or `None` past the end.
+pub(crate) fn be_i32(buf: &[u8], at: usize) -> Option<i32> {
+    let end = at.checked_add(4)?;
+    let bytes: [u8; 4] = buf.get(at..end)?.try_into().ok()?;
+    Some(i32::from_be_bytes(bytes))
+}
+
+/// Big-endian i64 at `at`, or `None` past the end.
+pub(crate) fn be_i64(buf: &[u8], at: usize) -> Option<i64> {
+    let end = at.checked_add(8)?;
+    let bytes: [u8; 8] = buf.get(at..end)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Writes `src` at `at`; `false` when it does not fit.
+pub(crate) fn put_at(buf: &mut [u8], at: usize, src: &[u8]) -> bool {
+    let Some(end) = at.checked_add(src.len()) else {
+        return false;
+    };
+    match buf.get_mut(at..end) {
+        Some(dst) => {
+            dst.copy_from_slice(src);
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn slices_outlive_the_unlinked_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(b"hello mapped world").unwrap();
+        let file = File::open(&path).unwrap();
+        let whole = map_shared_bytes(&file, &path).unwrap();
+        let slice = whole.slice(6..12);
+        drop(whole);
+        drop(file);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(&slice[..], b"mapped");
+    }
+
+    #[test]
+    fn big_endian_reads_stop_at_the_end() {
+        let buf = [0, 0, 0, 7, 1];
+        assert_eq!(be_i32(&buf, 0), Some(7));
+        assert_eq!(be_i32(&buf, 2), None);
+        assert_eq!(be_i64(&buf, 0), None);
+        let mut out = [0u8; 4];
+        assert!(put_at(&mut out, 2, &[1, 2]));
+        assert!(!put_at(&mut out, 3, &[1, 2]));
+    }
+}
