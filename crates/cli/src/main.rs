@@ -4,9 +4,11 @@
 // The binary is where output meant for a person is printed.
 #![allow(clippy::print_stdout)]
 
+mod broker;
 #[cfg_attr(not(test), allow(dead_code))]
 mod docs;
 mod namesrv;
+mod standalone;
 
 use std::process::ExitCode;
 
@@ -22,8 +24,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a NameServer and a broker in one process, data under ./data.
+    Standalone(standalone::StandaloneArgs),
     /// Run a NameServer (mqnamesrv).
     Namesrv(namesrv::NamesrvArgs),
+    /// Run a broker from a RocketMQ broker.conf (mqbroker).
+    Broker(broker::BrokerArgs),
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 bad arguments or configuration (clap uses
@@ -46,7 +52,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Standalone(args) => standalone::run(args).await,
             Command::Namesrv(args) => namesrv::run(args).await,
+            Command::Broker(args) => broker::run(args).await,
         }
     });
     match result {
@@ -81,6 +89,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

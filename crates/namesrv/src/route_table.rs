@@ -13,7 +13,7 @@ use karman_protocol::body::{
 };
 use karman_protocol::message::sysflag::{perm, topic as topic_flag};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// The master's broker id.
 pub const MASTER_ID: i64 = 0;
@@ -264,7 +264,7 @@ impl RouteTable {
         }
         self.topic_queue_table.retain(|topic, by_broker| {
             if by_broker.remove(name).is_some() {
-                info!(topic = %topic, broker = name, "topic queue data removed with its broker");
+                debug!(topic = %topic, broker = name, "topic queue data removed with its broker");
             }
             !by_broker.is_empty()
         });

@@ -215,17 +215,18 @@ impl<C> std::fmt::Debug for ConfigKey<C> {
     }
 }
 
-/// Builds a [`ConfigKey`] for a field whose type implements [`ConfigValue`].
+/// Builds a [`ConfigKey`] for a field (or nested field path) whose type implements
+/// [`ConfigValue`].
 #[macro_export]
 macro_rules! config_key {
-    ($ty:ty, $name:literal, $field:ident, reloadable = $reloadable:expr, $doc:literal) => {
+    ($ty:ty, $name:literal, $($field:ident).+, reloadable = $reloadable:expr, $doc:literal) => {
         $crate::java_properties::ConfigKey::<$ty> {
             name: $name,
             doc: $doc,
             reloadable: $reloadable,
-            get: |config: &$ty| $crate::java_properties::ConfigValue::render(&config.$field),
+            get: |config: &$ty| $crate::java_properties::ConfigValue::render(&config.$($field).+),
             set: |config: &mut $ty, text: &str| {
-                config.$field = $crate::java_properties::ConfigValue::parse(text)?;
+                config.$($field).+ = $crate::java_properties::ConfigValue::parse(text)?;
                 Ok(())
             },
         }

@@ -27,11 +27,17 @@ pub struct ServerHandle {
     config: ServerConfig,
 }
 
-/// Binds every configured address and starts serving.
-pub async fn start(
+/// Bound listeners that do not accept yet: their addresses are known (useful after binding
+/// port 0) before the processors that need them are built.
+#[derive(Debug)]
+pub struct BoundServer {
     config: ServerConfig,
-    dispatcher: Dispatcher,
-) -> Result<ServerHandle, RemotingError> {
+    listeners: Vec<TcpListener>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+/// Binds every configured address without serving yet.
+pub async fn bind(config: ServerConfig) -> Result<BoundServer, RemotingError> {
     let mut addrs = vec![config.listen_addr];
     addrs.extend(config.extra_listen_addrs.iter().copied());
     let mut listeners = Vec::with_capacity(addrs.len());
@@ -52,34 +58,63 @@ pub async fn start(
             addr: config.listen_addr.to_string(),
             source,
         })?;
-    let handle = ServerHandle {
-        local_addrs: local_addrs.clone(),
-        stop_accepting: CancellationToken::new(),
-        draining: CancellationToken::new(),
-        close_all: CancellationToken::new(),
-        requests: TaskTracker::new(),
-        connections: TaskTracker::new(),
-        acceptors: TaskTracker::new(),
+    Ok(BoundServer {
         config,
-    };
-    let ctx = Arc::new(ConnectionContext {
-        dispatcher: Arc::new(dispatcher),
-        config: handle.config.connection.clone(),
-        originate_type: handle.config.connection.serialize_type.unwrap_or_default(),
-        close_all: handle.close_all.clone(),
-        draining: handle.draining.clone(),
-        requests: handle.requests.clone(),
-        connections: handle.connections.clone(),
-    });
-    for (listener, addr) in listeners.into_iter().zip(local_addrs) {
-        info!(%addr, "remoting server listening");
-        let stop = handle.stop_accepting.clone();
-        let ctx = ctx.clone();
-        handle
-            .acceptors
-            .spawn(accept_loop(listener, ctx, stop).instrument(info_span!("accept", %addr)));
+        listeners,
+        local_addrs,
+    })
+}
+
+/// Binds every configured address and starts serving.
+pub async fn start(
+    config: ServerConfig,
+    dispatcher: Dispatcher,
+) -> Result<ServerHandle, RemotingError> {
+    Ok(bind(config).await?.serve(dispatcher))
+}
+
+impl BoundServer {
+    /// The bound addresses, main address first.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
-    Ok(handle)
+
+    /// Starts accepting connections and dispatching their requests.
+    pub fn serve(self, dispatcher: Dispatcher) -> ServerHandle {
+        let BoundServer {
+            config,
+            listeners,
+            local_addrs,
+        } = self;
+        let handle = ServerHandle {
+            local_addrs: local_addrs.clone(),
+            stop_accepting: CancellationToken::new(),
+            draining: CancellationToken::new(),
+            close_all: CancellationToken::new(),
+            requests: TaskTracker::new(),
+            connections: TaskTracker::new(),
+            acceptors: TaskTracker::new(),
+            config,
+        };
+        let ctx = Arc::new(ConnectionContext {
+            dispatcher: Arc::new(dispatcher),
+            config: handle.config.connection.clone(),
+            originate_type: handle.config.connection.serialize_type.unwrap_or_default(),
+            close_all: handle.close_all.clone(),
+            draining: handle.draining.clone(),
+            requests: handle.requests.clone(),
+            connections: handle.connections.clone(),
+        });
+        for (listener, addr) in listeners.into_iter().zip(local_addrs) {
+            info!(%addr, "remoting server listening");
+            let stop = handle.stop_accepting.clone();
+            let ctx = ctx.clone();
+            handle
+                .acceptors
+                .spawn(accept_loop(listener, ctx, stop).instrument(info_span!("accept", %addr)));
+        }
+        handle
+    }
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<ConnectionContext>, stop: CancellationToken) {

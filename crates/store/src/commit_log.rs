@@ -53,7 +53,10 @@ impl Segment {
 
     /// The i32 at a log offset in this segment.
     pub fn i32_at(&self, offset: i64) -> Option<i32> {
-        be_i32(&self.data, usize::try_from(offset.checked_sub(self.start)?).ok()?)
+        be_i32(
+            &self.data,
+            usize::try_from(offset.checked_sub(self.start)?).ok()?,
+        )
     }
 }
 
@@ -79,7 +82,9 @@ pub(crate) fn list_numbered_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
         Err(e) => return Err(StoreError::io("read_dir", dir, e)),
     };
     for entry in entries {
-        let path = entry.map_err(|e| StoreError::io("read_dir", dir, e))?.path();
+        let path = entry
+            .map_err(|e| StoreError::io("read_dir", dir, e))?
+            .path();
         if let Some(offset) = parse_file_name(&path) {
             files.push((offset, path));
         }
@@ -125,7 +130,12 @@ impl CommitLog {
             if start % segment_bytes != 0 {
                 return Err(StoreError::FileNameInvalid { path });
             }
-            segments.push(Arc::new(open_segment(&path, start, segment_bytes, i == last_index)?));
+            segments.push(Arc::new(open_segment(
+                &path,
+                start,
+                segment_bytes,
+                i == last_index,
+            )?));
         }
         let start = segments.first().map_or(0, |s| s.start);
         Ok(Self {
@@ -216,8 +226,13 @@ impl CommitLog {
     /// what a replica streams (blank tails included).
     pub fn read_raw(&self, offset: i64, max_bytes: i64) -> Option<Bytes> {
         let segment = self.segment_for(offset)?;
-        let end = segment.end().min(self.written_offset()).min(offset.checked_add(max_bytes)?);
-        (end > offset).then(|| segment.slice(offset, end - offset)).flatten()
+        let end = segment
+            .end()
+            .min(self.written_offset())
+            .min(offset.checked_add(max_bytes)?);
+        (end > offset)
+            .then(|| segment.slice(offset, end - offset))
+            .flatten()
     }
 
     /// Creates the segment that starts at `start` (the writer's roll).
@@ -232,7 +247,8 @@ impl CommitLog {
             .map_err(|e| StoreError::io("create segment", &path, e))?;
         file.set_len(u64::try_from(self.segment_bytes).unwrap_or(0))
             .map_err(|e| StoreError::io("set_len", &path, e))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync", &path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &path, e))?;
         sync_dir(&self.dir)?;
         let data = map_shared_bytes(&file, &path)?;
         let segment = Arc::new(Segment {

@@ -1,0 +1,157 @@
+//! Broker counters for GET_BROKER_RUNTIME_INFO, topic stats and `clusterList`: totals,
+//! plus per-second rates sampled every second over the last minute.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+/// Samples kept for rates: one per second for a minute.
+const WINDOW: usize = 60;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    put_messages: u64,
+    get_messages: u64,
+    get_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    pub put_messages: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub put_failures: AtomicU64,
+    pub get_messages: AtomicU64,
+    pub get_bytes: AtomicU64,
+    pub get_found: AtomicU64,
+    pub get_missed: AtomicU64,
+    per_topic_put: RwLock<HashMap<String, AtomicU64>>,
+    samples: Mutex<VecDeque<(Sample, HashMap<String, u64>)>>,
+}
+
+/// Messages per second over the last `seconds` of samples (or as many as there are).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rates {
+    pub put_tps: f64,
+    pub get_tps: f64,
+    pub get_bytes_per_sec: f64,
+}
+
+impl BrokerStats {
+    pub fn record_put(&self, topic: &str, count: usize, bytes: usize, ok: bool) {
+        let count = u64::try_from(count).unwrap_or(0);
+        if !ok {
+            self.put_failures.fetch_add(count, Ordering::Relaxed);
+            return;
+        }
+        self.put_messages.fetch_add(count, Ordering::Relaxed);
+        self.put_bytes
+            .fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
+        if let Some(counter) = self.per_topic_put.read().get(topic) {
+            counter.fetch_add(count, Ordering::Relaxed);
+            return;
+        }
+        self.per_topic_put
+            .write()
+            .entry(topic.to_owned())
+            .or_default()
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn record_get(&self, count: usize, bytes: usize) {
+        let count = u64::try_from(count).unwrap_or(0);
+        if count == 0 {
+            self.get_missed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.get_found.fetch_add(1, Ordering::Relaxed);
+        self.get_messages.fetch_add(count, Ordering::Relaxed);
+        self.get_bytes
+            .fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn topic_put_total(&self, topic: &str) -> u64 {
+        self.per_topic_put
+            .read()
+            .get(topic)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn current(&self) -> (Sample, HashMap<String, u64>) {
+        let sample = Sample {
+            put_messages: self.put_messages.load(Ordering::Relaxed),
+            get_messages: self.get_messages.load(Ordering::Relaxed),
+            get_bytes: self.get_bytes.load(Ordering::Relaxed),
+        };
+        let topics = self
+            .per_topic_put
+            .read()
+            .iter()
+            .map(|(t, c)| (t.clone(), c.load(Ordering::Relaxed)))
+            .collect();
+        (sample, topics)
+    }
+
+    /// Takes one sample; the broker calls it every second.
+    pub fn sample(&self) {
+        let current = self.current();
+        let mut samples = self.samples.lock();
+        samples.push_back(current);
+        while samples.len() > WINDOW + 1 {
+            samples.pop_front();
+        }
+    }
+
+    /// Rates over the last `seconds` seconds.
+    pub fn rates(&self, seconds: usize) -> Rates {
+        let samples = self.samples.lock();
+        let (Some(last), Some(first)) = (
+            samples.back(),
+            samples.get(samples.len().saturating_sub(seconds + 1)),
+        ) else {
+            return Rates::default();
+        };
+        let span = (samples.len() - 1).min(seconds).max(1) as f64;
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / span;
+        Rates {
+            put_tps: rate(last.0.put_messages, first.0.put_messages),
+            get_tps: rate(last.0.get_messages, first.0.get_messages),
+            get_bytes_per_sec: rate(last.0.get_bytes, first.0.get_bytes),
+        }
+    }
+
+    /// Put rate of one topic over the last minute.
+    pub fn topic_put_tps(&self, topic: &str) -> f64 {
+        let samples = self.samples.lock();
+        let (Some(last), Some(first)) = (samples.back(), samples.front()) else {
+            return 0.0;
+        };
+        let span = (samples.len().saturating_sub(1)).max(1) as f64;
+        let of = |s: &HashMap<String, u64>| s.get(topic).copied().unwrap_or(0);
+        of(&last.1).saturating_sub(of(&first.1)) as f64 / span
+    }
+}
+
+/// Sampling period.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_follow_the_counters() {
+        let stats = BrokerStats::default();
+        stats.sample();
+        stats.record_put("T", 10, 100, true);
+        stats.record_put("T", 5, 50, false);
+        stats.record_get(4, 40);
+        stats.sample();
+        let rates = stats.rates(1);
+        assert_eq!(rates.put_tps, 10.0);
+        assert_eq!(rates.get_tps, 4.0);
+        assert_eq!(stats.topic_put_total("T"), 10);
+        assert_eq!(stats.put_failures.load(Ordering::Relaxed), 5);
+    }
+}
