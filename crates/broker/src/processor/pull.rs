@@ -84,7 +84,7 @@ impl RequestProcessor for PullProcessor {
             );
         }
         let mut result = self.read(&header, &resolved.filter);
-        if result.status == GetMessageStatus::OffsetOverflowOne
+        if response_code(result.status, header.queue_offset) == ResponseCode::PullNotFound
             && header.sys_flag & pull_flag::SUSPEND != 0
         {
             result = self.hold(channel, &header, &resolved.filter, result).await;
@@ -297,14 +297,15 @@ impl PullProcessor {
         };
         // A message may have landed between the first read and the registration.
         let recheck = self.read(header, filter);
-        if recheck.status != GetMessageStatus::OffsetOverflowOne {
+        if response_code(recheck.status, header.queue_offset) != ResponseCode::PullNotFound {
             return recheck;
         }
-        tokio::select! {
-            _ = &mut guard.woken => {}
-            _ = tokio::time::sleep(hold_for) => {}
-            _ = channel.closing() => {}
-        }
+        let reason = tokio::select! {
+            _ = &mut guard.woken => "woken",
+            _ = tokio::time::sleep(hold_for) => "hold ended",
+            _ = channel.closing() => "connection closing",
+        };
+        tracing::debug!(topic = %header.topic, queue_id = header.queue_id, offset = header.queue_offset, reason, "held pull resumes");
         drop(guard);
         self.read(header, filter)
     }
@@ -317,24 +318,7 @@ impl PullProcessor {
         base: PullMessageResponseHeader,
         result: GetMessageResult,
     ) -> ProcessResult {
-        let code = match result.status {
-            GetMessageStatus::Found => ResponseCode::Success,
-            GetMessageStatus::NoMatchedMessage | GetMessageStatus::MessageWasRemoving => {
-                ResponseCode::PullRetryImmediately
-            }
-            GetMessageStatus::NoMatchedLogicQueue | GetMessageStatus::NoMessageInQueue
-                if header.queue_offset != 0 =>
-            {
-                ResponseCode::PullOffsetMoved
-            }
-            GetMessageStatus::NoMatchedLogicQueue
-            | GetMessageStatus::NoMessageInQueue
-            | GetMessageStatus::OffsetOverflowOne
-            | GetMessageStatus::OffsetFoundNull => ResponseCode::PullNotFound,
-            GetMessageStatus::OffsetTooSmall | GetMessageStatus::OffsetOverflowBadly => {
-                ResponseCode::PullOffsetMoved
-            }
-        };
+        let code = response_code(result.status, header.queue_offset);
         let suggest = if self.config.read().slave_read_enable && result.suggest_pulling_from_slave {
             resolved.broker_id_cold
         } else if self.config.read().slave_read_enable {
@@ -358,6 +342,28 @@ impl PullProcessor {
             response.body = Body::from(result.messages);
         }
         Ok(Some(response))
+    }
+}
+
+/// Store status to response code (spec §3.2 table).
+fn response_code(status: GetMessageStatus, requested_offset: i64) -> ResponseCode {
+    match status {
+        GetMessageStatus::Found => ResponseCode::Success,
+        GetMessageStatus::NoMatchedMessage | GetMessageStatus::MessageWasRemoving => {
+            ResponseCode::PullRetryImmediately
+        }
+        GetMessageStatus::NoMatchedLogicQueue | GetMessageStatus::NoMessageInQueue
+            if requested_offset != 0 =>
+        {
+            ResponseCode::PullOffsetMoved
+        }
+        GetMessageStatus::NoMatchedLogicQueue
+        | GetMessageStatus::NoMessageInQueue
+        | GetMessageStatus::OffsetOverflowOne
+        | GetMessageStatus::OffsetFoundNull => ResponseCode::PullNotFound,
+        GetMessageStatus::OffsetTooSmall | GetMessageStatus::OffsetOverflowBadly => {
+            ResponseCode::PullOffsetMoved
+        }
     }
 }
 
