@@ -36,6 +36,7 @@ pub mod schedule;
 pub mod stats;
 pub mod timer;
 pub mod topic_table;
+pub mod transaction;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +61,7 @@ use crate::long_polling::{ArrivalNotifier, PullHolds};
 use crate::offset_table::OffsetTable;
 use crate::processor::admin::AdminProcessor;
 use crate::processor::client::{ClientChannelListener, ClientProcessor, GroupNotifier};
+use crate::processor::end_transaction::EndTransactionProcessor;
 use crate::processor::lock::LockProcessor;
 use crate::processor::offset::OffsetProcessor;
 use crate::processor::pull::PullProcessor;
@@ -70,6 +72,7 @@ use crate::schedule::ScheduleService;
 use crate::stats::BrokerStats;
 use crate::timer::TimerService;
 use crate::topic_table::TopicTable;
+use crate::transaction::{CheckSettings, TransactionService};
 
 /// The broker config, shared live: the reloadable keys change through
 /// UPDATE_BROKER_CONFIG and every reader sees the new value.
@@ -173,6 +176,18 @@ pub async fn start_with(config: BrokerConfig, env: BrokerEnv) -> Result<BrokerHa
         i64::try_from(config.timer_max_delay_sec.saturating_mul(1000)).unwrap_or(i64::MAX),
         timer_wake,
     )?);
+    let clients = Arc::new(ClientTable::default());
+    let transactions = Arc::new(TransactionService::load(
+        config.config_dir(),
+        store.clone(),
+        identity.store_host,
+        identity.name.clone(),
+        env.clock.clone(),
+        topics.clone(),
+        clients.clone(),
+        schedule.clone(),
+    )?);
+    transactions.log_started();
     let shared: SharedConfig = Arc::new(RwLock::new(config));
     let parts = Parts {
         config: shared.clone(),
@@ -182,11 +197,12 @@ pub async fn start_with(config: BrokerConfig, env: BrokerEnv) -> Result<BrokerHa
         topics: topics.clone(),
         groups,
         offsets: offsets.clone(),
-        clients: Arc::new(ClientTable::default()),
+        clients,
         locks: Arc::new(LockTable::default()),
         holds,
         schedule: schedule.clone(),
         timer: timer.clone(),
+        transactions: transactions.clone(),
         stats: Arc::new(BrokerStats::default()),
     };
     let server = bound.serve(parts.dispatcher());
@@ -202,6 +218,18 @@ pub async fn start_with(config: BrokerConfig, env: BrokerEnv) -> Result<BrokerHa
         stop.clone(),
     ));
     tasks.extend(timer.spawn(stop.clone()));
+    let check_config = shared.clone();
+    tasks.push(transactions.spawn(
+        move || {
+            let config = check_config.read();
+            CheckSettings {
+                interval: Duration::from_millis(config.transaction_check_interval_ms.max(100)),
+                timeout_ms: i64::try_from(config.transaction_timeout_ms).unwrap_or(i64::MAX),
+                check_max: config.transaction_check_max,
+            }
+        },
+        stop.clone(),
+    ));
     registrar.register_all().await;
     tasks.push(tokio::spawn(registrar.clone().run(stop.clone())));
     info!(addr = %identity.addr, name = %identity.name, cluster = %identity.cluster, "broker started");
@@ -243,6 +271,7 @@ struct Parts {
     holds: Arc<PullHolds>,
     schedule: Arc<ScheduleService>,
     timer: Arc<TimerService>,
+    transactions: Arc<TransactionService>,
     stats: Arc<BrokerStats>,
 }
 
@@ -322,6 +351,13 @@ impl Parts {
             }),
         );
         dispatcher.register(
+            processor::end_transaction::CODES,
+            Arc::new(EndTransactionProcessor {
+                config: self.config.clone(),
+                transactions: self.transactions.clone(),
+            }),
+        );
+        dispatcher.register(
             processor::query::CODES,
             Arc::new(QueryProcessor {
                 config: self.config.clone(),
@@ -340,6 +376,7 @@ impl Parts {
                 offsets: self.offsets.clone(),
                 clients: self.clients.clone(),
                 schedule: self.schedule.clone(),
+                transactions: self.transactions.clone(),
                 stats: self.stats.clone(),
                 boot_timestamp_ms: self.clock.now_ms(),
             }),

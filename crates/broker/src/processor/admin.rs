@@ -87,6 +87,7 @@ pub struct AdminProcessor {
     pub offsets: Arc<OffsetTable>,
     pub clients: Arc<ClientTable>,
     pub schedule: Arc<ScheduleService>,
+    pub transactions: Arc<crate::transaction::TransactionService>,
     pub stats: Arc<BrokerStats>,
     pub boot_timestamp_ms: i64,
 }
@@ -711,6 +712,9 @@ impl AdminProcessor {
             self.boot_timestamp_ms.to_string(),
         );
         put("pageCacheLockTimeMills", "0".to_owned());
+        for (key, value) in self.transactions.runtime_info() {
+            table.insert(key.to_owned(), value);
+        }
         KVTable { table }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod end_transaction;
 pub mod lock;
 pub mod offset;
 pub mod pull;
