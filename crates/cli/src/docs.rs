@@ -40,6 +40,17 @@ pub fn configuration_markdown() -> String {
         karman_namesrv::config::KEYS,
         &karman_namesrv::NamesrvConfig::default(),
     );
+    out.push_str(
+        "\n## Broker (`karman broker -c broker.conf`, `karman standalone -c broker.conf`)\n\n\
+         Store settings live in the same file, as in RocketMQ. Defaults that depend on the host \
+         (brokerName, brokerIP1/2) are shown as placeholders.\n\n",
+    );
+    let mut defaults = karman_broker::BrokerConfig::default();
+    defaults.broker_name = "<host name>".to_owned();
+    defaults.broker_ip1 = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 0, 10));
+    defaults.broker_ip2 = defaults.broker_ip1;
+    defaults.namesrv_addr = None;
+    table(&mut out, &karman_broker::config::keys(), &defaults);
     out
 }
 
