@@ -590,3 +590,87 @@ async fn vip_port_serves_sends_too() {
     assert_eq!(response.response_code(), ResponseCode::Success);
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn scheduled_messages_survive_a_restart_and_arrive_once() {
+    let mut cluster = Cluster::start_with(|c| c.store.message_delay_level = "2s".into()).await;
+    let due_at = Instant::now() + Duration::from_secs(2);
+    cluster
+        .send("Sched", 0, "delayed", &props(&[("DELAY", "1")]))
+        .await;
+    let timer_due = now_ms() + 2_000;
+    cluster
+        .send(
+            "Sched",
+            1,
+            "timed",
+            &props(&[(property::TIMER_DELIVER_MS, &timer_due.to_string())]),
+        )
+        .await;
+    cluster
+        .restart_broker(|c| c.store.message_delay_level = "2s".into())
+        .await;
+    let delayed = cluster.pull("g", "Sched", 0, 0, 10_000).await;
+    assert_eq!(
+        delayed.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        delayed.remark
+    );
+    assert!(Instant::now() >= due_at);
+    let timed = cluster.pull("g", "Sched", 1, 0, 10_000).await;
+    assert_eq!(
+        timed.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        timed.remark
+    );
+    assert!(now_ms() >= timer_due);
+    // a further restart does not deliver them again
+    cluster
+        .restart_broker(|c| c.store.message_delay_level = "2s".into())
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for queue_id in [0, 1] {
+        let again = cluster.pull("g", "Sched", queue_id, 1, 0).await;
+        assert_eq!(
+            again.response_code(),
+            ResponseCode::PullNotFound,
+            "queue {queue_id} got a second copy"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn full_send_queue_answers_system_busy_with_a_reason() {
+    let cluster = Cluster::start_with(|c| {
+        c.send_thread_pool_queue_capacity = 1;
+        c.wait_time_mills_in_send_queue = 0;
+    })
+    .await;
+    let bodies: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    let sends = bodies.iter().map(|body| cluster.send("Busy", 0, body, ""));
+    let responses = futures::future::join_all(sends).await;
+    let busy: Vec<_> = responses
+        .iter()
+        .filter(|r| r.response_code() == ResponseCode::SystemBusy)
+        .collect();
+    let ok = responses
+        .iter()
+        .filter(|r| r.response_code() == ResponseCode::Success)
+        .count();
+    assert!(
+        !busy.is_empty(),
+        "50 concurrent sends through a queue of 1 never overflowed"
+    );
+    assert!(ok > 0);
+    assert!(
+        busy[0]
+            .remark
+            .as_deref()
+            .unwrap()
+            .contains("[PCBUSY_CLEAN_QUEUE]")
+    );
+    cluster.shutdown().await;
+}
