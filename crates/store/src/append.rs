@@ -58,12 +58,20 @@ pub struct AppendMessage {
 /// Why a message was refused as MESSAGE_ILLEGAL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IllegalReason {
-    BodyTooLarge { body_bytes: usize, max_bytes: u64 },
-    TopicTooLong { topic_bytes: usize },
+    BodyTooLarge {
+        body_bytes: usize,
+        max_bytes: u64,
+    },
+    TopicTooLong {
+        topic_bytes: usize,
+    },
     PropertiesNotUtf8,
     BatchEmpty,
     BatchMixesQueues,
-    BatchLargerThanSegment { batch_bytes: i64, segment_bytes: i64 },
+    BatchLargerThanSegment {
+        batch_bytes: i64,
+        segment_bytes: i64,
+    },
 }
 
 /// Why the store cannot take writes (SERVICE_NOT_AVAILABLE).
@@ -89,7 +97,9 @@ pub enum AppendStatus {
     /// Written, but fsync did not cover it within `syncFlushTimeout`.
     FlushDiskTimeout,
     MessageIllegal(IllegalReason),
-    PropertiesSizeExceeded { properties_bytes: usize },
+    PropertiesSizeExceeded {
+        properties_bytes: usize,
+    },
     ServiceNotAvailable(Unavailable),
     /// The append queue is full; the broker answers SYSTEM_BUSY.
     OsPageCacheBusy,
@@ -166,7 +176,10 @@ impl AppendResult {
     /// The offsetMsgId of the (first) stored record: store host and physical offset.
     pub fn offset_msg_id(&self) -> Option<String> {
         let host = self.store_host?;
-        Some(karman_protocol::message::id::offset_msg_id(host, self.physical_offset.0))
+        Some(karman_protocol::message::id::offset_msg_id(
+            host,
+            self.physical_offset.0,
+        ))
     }
 }
 
@@ -179,7 +192,10 @@ pub(crate) struct EncodedRecord {
 }
 
 /// Encodes one message, refusing what the spec refuses.
-pub(crate) fn encode(msg: &AppendMessage, max_body_bytes: u64) -> Result<EncodedRecord, AppendStatus> {
+pub(crate) fn encode(
+    msg: &AppendMessage,
+    max_body_bytes: u64,
+) -> Result<EncodedRecord, AppendStatus> {
     if msg.body.len() as u64 > max_body_bytes {
         return Err(AppendStatus::MessageIllegal(IllegalReason::BodyTooLarge {
             body_bytes: msg.body.len(),
@@ -197,7 +213,9 @@ pub(crate) fn encode(msg: &AppendMessage, max_body_bytes: u64) -> Result<Encoded
         }));
     }
     if std::str::from_utf8(&msg.properties).is_err() {
-        return Err(AppendStatus::MessageIllegal(IllegalReason::PropertiesNotUtf8));
+        return Err(AppendStatus::MessageIllegal(
+            IllegalReason::PropertiesNotUtf8,
+        ));
     }
     let record = StoredRecord {
         topic: &msg.topic,
@@ -215,12 +233,16 @@ pub(crate) fn encode(msg: &AppendMessage, max_body_bytes: u64) -> Result<Encoded
         body: &msg.body,
         properties: &msg.properties,
     };
-    let len = record.encoded_len().map_err(|_| AppendStatus::MessageIllegal(IllegalReason::BodyTooLarge {
-        body_bytes: msg.body.len(),
-        max_bytes: max_body_bytes,
-    }))?;
+    let len = record.encoded_len().map_err(|_| {
+        AppendStatus::MessageIllegal(IllegalReason::BodyTooLarge {
+            body_bytes: msg.body.len(),
+            max_bytes: max_body_bytes,
+        })
+    })?;
     let mut bytes = Vec::with_capacity(len);
-    record.encode(&mut bytes).map_err(|_| AppendStatus::UnknownError)?;
+    record
+        .encode(&mut bytes)
+        .map_err(|_| AppendStatus::UnknownError)?;
     let born_host_bytes = if msg.born_host.is_ipv6() { 20 } else { 8 };
     Ok(EncodedRecord {
         bytes,
@@ -300,11 +322,21 @@ impl Writer {
             let mut stop = false;
             while let Some(request) = next.take() {
                 match request {
-                    WriteRequest::Append { topic, queue_id, records, store_host, reply } => {
+                    WriteRequest::Append {
+                        topic,
+                        queue_id,
+                        records,
+                        store_host,
+                        reply,
+                    } => {
                         let result = self.place(&topic, queue_id, records, store_host);
                         replies.push((reply, result));
                     }
-                    WriteRequest::Raw { offset, bytes, reply } => {
+                    WriteRequest::Raw {
+                        offset,
+                        bytes,
+                        reply,
+                    } => {
                         self.finish_batch(&mut replies);
                         let _ = reply.send(self.append_raw(offset, &bytes));
                     }
@@ -359,13 +391,18 @@ impl Writer {
 
     /// Makes room for `bytes` at the tail: a blank tail and a new segment when needed.
     fn reserve(&mut self, bytes: i64) -> Result<()> {
-        let fits = |segment: &Segment, position: i64| position + bytes + BLANK_TAIL_BYTES <= segment.end();
+        let fits =
+            |segment: &Segment, position: i64| position + bytes + BLANK_TAIL_BYTES <= segment.end();
         match &self.segment {
             Some(segment) if fits(segment, self.position) => return Ok(()),
             Some(segment) if self.position < segment.end() => {
                 let remaining = segment.end() - self.position;
                 let mut blank = [0u8; 8];
-                put_at(&mut blank, 0, &i32::try_from(remaining).unwrap_or(i32::MAX).to_be_bytes());
+                put_at(
+                    &mut blank,
+                    0,
+                    &i32::try_from(remaining).unwrap_or(i32::MAX).to_be_bytes(),
+                );
                 put_at(&mut blank, 4, &BLANK_MAGIC.to_be_bytes());
                 self.buffer.extend_from_slice(&blank);
                 self.position = segment.end();
@@ -373,24 +410,35 @@ impl Writer {
             _ => {}
         }
         self.write_buffer()?;
-        let start = self.position - self.position.rem_euclid(self.shared.commit_log.segment_bytes());
+        let start = self.position
+            - self
+                .position
+                .rem_euclid(self.shared.commit_log.segment_bytes());
         self.segment = Some(self.shared.commit_log.create_segment(start)?);
         self.buffer_start = self.position;
         Ok(())
     }
 
     /// Assigns offsets and time to one request's records and buffers them.
-    fn place(&mut self, topic: &str, queue_id: i32, mut records: Vec<EncodedRecord>, store_host: SocketAddr) -> AppendResult {
+    fn place(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        mut records: Vec<EncodedRecord>,
+        store_host: SocketAddr,
+    ) -> AppendResult {
         if let Some(why) = self.shared.flags.unavailable() {
             return AppendResult::refused(AppendStatus::ServiceNotAvailable(why));
         }
         let total: i64 = records.iter().map(|r| r.bytes.len() as i64).sum();
         let segment_bytes = self.shared.commit_log.segment_bytes();
         if total + BLANK_TAIL_BYTES > segment_bytes {
-            return AppendResult::refused(AppendStatus::MessageIllegal(IllegalReason::BatchLargerThanSegment {
-                batch_bytes: total,
-                segment_bytes,
-            }));
+            return AppendResult::refused(AppendStatus::MessageIllegal(
+                IllegalReason::BatchLargerThanSegment {
+                    batch_bytes: total,
+                    segment_bytes,
+                },
+            ));
         }
         if let Err(error) = self.reserve(total) {
             tracing::error!(%error, "could not roll the commit log; the store is now read-only");
@@ -405,9 +453,21 @@ impl Writer {
         let first_physical = self.position;
         for record in &mut records {
             let queue_offset = if record.enters_consume_queue { next } else { 0 };
-            put_at(&mut record.bytes, position::QUEUE_OFFSET, &queue_offset.to_be_bytes());
-            put_at(&mut record.bytes, position::PHYSICAL_OFFSET, &self.position.to_be_bytes());
-            put_at(&mut record.bytes, record.store_timestamp_at, &store_timestamp_ms.to_be_bytes());
+            put_at(
+                &mut record.bytes,
+                position::QUEUE_OFFSET,
+                &queue_offset.to_be_bytes(),
+            );
+            put_at(
+                &mut record.bytes,
+                position::PHYSICAL_OFFSET,
+                &self.position.to_be_bytes(),
+            );
+            put_at(
+                &mut record.bytes,
+                record.store_timestamp_at,
+                &store_timestamp_ms.to_be_bytes(),
+            );
             if record.enters_consume_queue {
                 next += 1;
             }

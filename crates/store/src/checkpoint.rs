@@ -85,7 +85,9 @@ pub(crate) fn path(root: &Path) -> PathBuf {
 pub(crate) fn load(root: &Path) -> Result<CheckpointState> {
     let path = path(root);
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(Checkpoint::decode(&bytes).map_or(CheckpointState::Torn, CheckpointState::Valid)),
+        Ok(bytes) => {
+            Ok(Checkpoint::decode(&bytes).map_or(CheckpointState::Torn, CheckpointState::Valid))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CheckpointState::Missing),
         Err(e) => Err(StoreError::io("read checkpoint", path, e)),
     }

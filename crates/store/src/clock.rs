@@ -139,7 +139,10 @@ mod tests {
     fn file_timestamp_matches_known_dates() {
         assert_eq!(format_file_timestamp(0), "19700101000000000");
         // 2023-11-14T22:13:20.005Z
-        assert_eq!(format_file_timestamp(1_700_000_000_005), "20231114221320005");
+        assert_eq!(
+            format_file_timestamp(1_700_000_000_005),
+            "20231114221320005"
+        );
         // leap day
         assert_eq!(format_file_timestamp(951_782_400_000), "20000229000000000");
         assert_eq!(utc_hour(1_700_000_000_005), 22);

@@ -53,7 +53,10 @@ impl Segment {
 
     /// The i32 at a log offset in this segment.
     pub fn i32_at(&self, offset: i64) -> Option<i32> {
-        be_i32(&self.data, usize::try_from(offset.checked_sub(self.start)?).ok()?)
+        be_i32(
+            &self.data,
+            usize::try_from(offset.checked_sub(self.start)?).ok()?,
+        )
     }
 }
 
@@ -79,7 +82,9 @@ pub(crate) fn list_numbered_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
         Err(e) => return Err(StoreError::io("read_dir", dir, e)),
     };
     for entry in entries {
-        let path = entry.map_err(|e| StoreError::io("read_dir", dir, e))?.path();
+        let path = entry
+            .map_err(|e| StoreError::io("read_dir", dir, e))?
+            .path();
         if let Some(offset) = parse_file_name(&path) {
             files.push((offset, path));
         }
@@ -125,7 +130,12 @@ impl CommitLog {
             if start % segment_bytes != 0 {
                 return Err(StoreError::FileNameInvalid { path });
             }
-            segments.push(Arc::new(open_segment(&path, start, segment_bytes, i == last_index)?));
+            segments.push(Arc::new(open_segment(
+                &path,
+                start,
+                segment_bytes,
+                i == last_index,
+            )?));
         }
         let start = segments.first().map_or(0, |s| s.start);
         Ok(Self {
@@ -212,12 +222,23 @@ impl CommitLog {
         segment.slice(offset, i64::from(size))
     }
 
-    /// Raw published bytes from `offset` up to `max_bytes`, never past the segment's end:
-    /// what a replica streams (blank tails included).
+    /// Published whole records from `offset` (a record boundary), up to `max_bytes` but at
+    /// least one record, never past the segment's end: what a replica streams (a blank
+    /// tail is included as the segment's last "record").
     pub fn read_raw(&self, offset: i64, max_bytes: i64) -> Option<Bytes> {
         let segment = self.segment_for(offset)?;
-        let end = segment.end().min(self.written_offset()).min(offset.checked_add(max_bytes)?);
-        (end > offset).then(|| segment.slice(offset, end - offset)).flatten()
+        let limit = segment.end().min(self.written_offset());
+        let mut end = offset;
+        while end < limit {
+            let size = i64::from(segment.i32_at(end).filter(|s| *s > 0)?);
+            if end + size > limit || (end > offset && end + size - offset > max_bytes) {
+                break;
+            }
+            end += size;
+        }
+        (end > offset)
+            .then(|| segment.slice(offset, end - offset))
+            .flatten()
     }
 
     /// Creates the segment that starts at `start` (the writer's roll).
@@ -232,7 +253,8 @@ impl CommitLog {
             .map_err(|e| StoreError::io("create segment", &path, e))?;
         file.set_len(u64::try_from(self.segment_bytes).unwrap_or(0))
             .map_err(|e| StoreError::io("set_len", &path, e))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync", &path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &path, e))?;
         sync_dir(&self.dir)?;
         let data = map_shared_bytes(&file, &path)?;
         let segment = Arc::new(Segment {

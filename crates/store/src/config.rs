@@ -19,7 +19,8 @@ pub enum FlushDiskType {
 }
 
 /// RocketMQ's `messageDelayLevel` default.
-pub const MESSAGE_DELAY_LEVEL_DEFAULT: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+pub const MESSAGE_DELAY_LEVEL_DEFAULT: &str =
+    "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
 /// Size of one consume-queue unit: commit-log offset i64, size i32, tag code i64.
 pub const CQ_UNIT_BYTES: u64 = 20;
@@ -232,7 +233,10 @@ pub fn parse_delay_levels(text: &str) -> Result<Vec<i64>> {
                 _ => return Err(bad()),
             };
             let count: i64 = number.parse().map_err(|_| bad())?;
-            count.checked_mul(unit_ms).filter(|ms| *ms >= 0).ok_or_else(bad)
+            count
+                .checked_mul(unit_ms)
+                .filter(|ms| *ms >= 0)
+                .ok_or_else(bad)
         })
         .collect()
 }

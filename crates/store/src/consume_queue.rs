@@ -134,11 +134,14 @@ impl ConsumeQueue {
             })?;
         let mut inner = self.inner.write();
         let index = self.file_index_for_write(&mut inner, byte)?;
-        let file = inner.files.get_mut(index).ok_or(StoreError::OffsetOutOfRange {
-            offset: queue_offset,
-            min_offset: 0,
-            max_offset: 0,
-        })?;
+        let file = inner
+            .files
+            .get_mut(index)
+            .ok_or(StoreError::OffsetOutOfRange {
+                offset: queue_offset,
+                min_offset: 0,
+                max_offset: 0,
+            })?;
         let at = usize::try_from(byte - file.start_byte).unwrap_or(usize::MAX);
         if !put_at(&mut file.map, at, &unit.encode()) {
             return Err(StoreError::OffsetOutOfRange {
@@ -177,14 +180,17 @@ impl ConsumeQueue {
             inner.min_offset = byte / UNIT;
             inner.max_offset = byte / UNIT;
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::io("create_dir", &self.dir, e))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| StoreError::io("create_dir", &self.dir, e))?;
         let mut next = inner
             .files
             .last()
             .map_or(wanted_start, |f| f.start_byte + self.file_bytes);
         while next <= wanted_start {
             let path = self.dir.join(file_name(next));
-            inner.files.push(open_cq_file(&path, next, self.file_bytes, true)?);
+            inner
+                .files
+                .push(open_cq_file(&path, next, self.file_bytes, true)?);
             next += self.file_bytes;
         }
         Ok(inner.files.len() - 1)
@@ -203,7 +209,11 @@ impl ConsumeQueue {
 
     /// Up to `max_count` units from `queue_offset`, all from the file holding it. `Err`
     /// gives the queue offset where the next file starts when that file is gone.
-    pub(crate) fn units_from(&self, queue_offset: i64, max_count: usize) -> Result<Vec<CqUnit>, i64> {
+    pub(crate) fn units_from(
+        &self,
+        queue_offset: i64,
+        max_count: usize,
+    ) -> Result<Vec<CqUnit>, i64> {
         let inner = self.inner.read();
         let byte = queue_offset.saturating_mul(UNIT);
         let next_file = (byte - byte.rem_euclid(self.file_bytes) + self.file_bytes) / UNIT;
@@ -211,7 +221,9 @@ impl ConsumeQueue {
             return Err(next_file);
         };
         let end = inner.max_offset.min(next_file);
-        let count = usize::try_from(end.saturating_sub(queue_offset)).unwrap_or(0).min(max_count);
+        let count = usize::try_from(end.saturating_sub(queue_offset))
+            .unwrap_or(0)
+            .min(max_count);
         Ok((0..count)
             .filter_map(|i| file.unit(byte + i64::try_from(i).ok()? * UNIT))
             .collect())
@@ -239,11 +251,13 @@ impl ConsumeQueue {
     fn cut_at(&self, inner: &mut Inner, keep: i64) -> Result<()> {
         let cut_byte = keep * UNIT;
         while let Some(last) = inner.files.last() {
-            if last.start_byte < cut_byte || (inner.files.len() == 1 && last.start_byte <= cut_byte) {
+            if last.start_byte < cut_byte || (inner.files.len() == 1 && last.start_byte <= cut_byte)
+            {
                 break;
             }
             if let Some(file) = inner.files.pop() {
-                std::fs::remove_file(&file.path).map_err(|e| StoreError::io("delete", &file.path, e))?;
+                std::fs::remove_file(&file.path)
+                    .map_err(|e| StoreError::io("delete", &file.path, e))?;
             }
         }
         if let Some(last) = inner.files.last_mut() {
@@ -251,7 +265,9 @@ impl ConsumeQueue {
             if let Some(tail) = last.map.get_mut(from..) {
                 tail.fill(0);
             }
-            last.map.flush().map_err(|e| StoreError::io("msync", &last.path, e))?;
+            last.map
+                .flush()
+                .map_err(|e| StoreError::io("msync", &last.path, e))?;
         }
         inner.max_offset = keep;
         inner.min_offset = inner.min_offset.min(keep);
@@ -264,7 +280,9 @@ impl ConsumeQueue {
         let mut inner = self.inner.write();
         let mut deleted = 0;
         while inner.files.len() > 1 {
-            let Some(first) = inner.files.first() else { break };
+            let Some(first) = inner.files.first() else {
+                break;
+            };
             let last_byte = first.start_byte + self.file_bytes - UNIT;
             match first.unit(last_byte) {
                 Some(unit) if !unit.is_hole() && unit.commit_log_offset.0 < log_min_offset => {
@@ -282,7 +300,9 @@ impl ConsumeQueue {
         while min < inner.max_offset {
             let byte = min * UNIT;
             match find_file(&inner.files, byte, self.file_bytes).and_then(|f| f.unit(byte)) {
-                Some(unit) if !unit.is_hole() && unit.commit_log_offset.0 >= log_min_offset => break,
+                Some(unit) if !unit.is_hole() && unit.commit_log_offset.0 >= log_min_offset => {
+                    break;
+                }
                 _ => min += 1,
             }
         }
@@ -295,7 +315,9 @@ impl ConsumeQueue {
         let mut inner = self.inner.write();
         for file in inner.files.iter_mut().filter(|f| f.dirty) {
             file.dirty = false;
-            file.map.flush().map_err(|e| StoreError::io("msync", &file.path, e))?;
+            file.map
+                .flush()
+                .map_err(|e| StoreError::io("msync", &file.path, e))?;
         }
         Ok(())
     }
@@ -342,10 +364,14 @@ fn open_cq_file(path: &Path, start_byte: i64, file_bytes: i64, create: bool) -> 
         .open(path)
         .map_err(|e| StoreError::io("open consume queue", path, e))?;
     let expected = u64::try_from(file_bytes).unwrap_or(0);
-    let actual = file.metadata().map_err(|e| StoreError::io("stat", path, e))?.len();
+    let actual = file
+        .metadata()
+        .map_err(|e| StoreError::io("stat", path, e))?
+        .len();
     if actual < expected {
         // New, or created by a crash before it was sized: the rest reads as holes.
-        file.set_len(expected).map_err(|e| StoreError::io("set_len", path, e))?;
+        file.set_len(expected)
+            .map_err(|e| StoreError::io("set_len", path, e))?;
     } else if actual > expected {
         return Err(StoreError::FileSizeMismatch {
             path: path.to_owned(),
@@ -378,7 +404,11 @@ impl ConsumeQueueTable {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io("create_dir", root, e))?;
         let mut queues: HashMap<String, HashMap<i32, Arc<ConsumeQueue>>> = HashMap::new();
         for topic_dir in read_dirs(root)? {
-            let Some(topic) = topic_dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            let Some(topic) = topic_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned)
+            else {
                 continue;
             };
             for queue_dir in read_dirs(&topic_dir)? {
@@ -390,7 +420,10 @@ impl ConsumeQueueTable {
                     continue;
                 };
                 let queue = ConsumeQueue::open(queue_dir, file_bytes)?;
-                queues.entry(topic.clone()).or_default().insert(queue_id, Arc::new(queue));
+                queues
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(queue_id, Arc::new(queue));
             }
         }
         Ok(Self {
@@ -429,7 +462,9 @@ impl ConsumeQueueTable {
             .read()
             .iter()
             .flat_map(|(topic, queues)| {
-                queues.iter().map(|(id, q)| (topic.clone(), *id, Arc::clone(q)))
+                queues
+                    .iter()
+                    .map(|(id, q)| (topic.clone(), *id, Arc::clone(q)))
             })
             .collect()
     }
@@ -463,7 +498,9 @@ fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut dirs = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| StoreError::io("read_dir", dir, e))?.path();
+        let path = entry
+            .map_err(|e| StoreError::io("read_dir", dir, e))?
+            .path();
         if path.is_dir() {
             dirs.push(path);
         }
@@ -491,7 +528,11 @@ mod tests {
             q.put(i, unit(i * 100)).unwrap();
         }
         assert_eq!(q.max_offset(), QueueOffset(12));
-        assert_eq!(q.units_from(3, 100).unwrap().len(), 2, "one file holds 5 units");
+        assert_eq!(
+            q.units_from(3, 100).unwrap().len(),
+            2,
+            "one file holds 5 units"
+        );
         q.flush().unwrap();
         drop(q);
         let q = ConsumeQueue::open(dir.path().join("q"), 100).unwrap();
@@ -520,9 +561,17 @@ mod tests {
         q.put(7, unit(0)).unwrap();
         assert_eq!((q.min_offset().0, q.max_offset().0), (7, 8));
         let units = q.units_from(5, 10).unwrap();
-        assert_eq!(units.len(), 3, "holes 5 and 6 are returned for the reader to skip");
+        assert_eq!(
+            units.len(),
+            3,
+            "holes 5 and 6 are returned for the reader to skip"
+        );
         assert!(units[0].is_hole() && !units[2].is_hole());
-        assert_eq!(q.units_from(0, 10), Err(5), "the file of offsets 0..5 does not exist");
+        assert_eq!(
+            q.units_from(0, 10),
+            Err(5),
+            "the file of offsets 0..5 does not exist"
+        );
     }
 
     #[test]

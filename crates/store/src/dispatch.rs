@@ -84,7 +84,11 @@ fn dispatch_record(shared: &Shared, view: &MessageView<'_>, position: i64) -> Re
         let now = shared.clock.now_ms();
         let uniq = view.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
         let keys = view.property(property::KEYS).unwrap_or("");
-        for key in uniq.into_iter().chain(keys.split(' ')).filter(|k| !k.is_empty()) {
+        for key in uniq
+            .into_iter()
+            .chain(keys.split(' '))
+            .filter(|k| !k.is_empty())
+        {
             index.put(view.topic, key, position, view.store_timestamp_ms, now)?;
         }
     }
@@ -199,14 +203,27 @@ mod tests {
 
     #[test]
     fn tag_code_is_the_tags_hash_or_the_delivery_time() {
-        let levels = crate::config::parse_delay_levels(crate::config::MESSAGE_DELAY_LEVEL_DEFAULT).unwrap();
+        let levels =
+            crate::config::parse_delay_levels(crate::config::MESSAGE_DELAY_LEVEL_DEFAULT).unwrap();
         let bytes = record("T", b"TAGS\x01TagA\x02");
-        assert_eq!(cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels), 2_598_919);
+        assert_eq!(
+            cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels),
+            2_598_919
+        );
         let bytes = record("T", b"");
-        assert_eq!(cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels), 0);
+        assert_eq!(
+            cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels),
+            0
+        );
         let bytes = record(SCHEDULE_TOPIC, b"DELAY\x013\x02TAGS\x01TagA\x02");
-        assert_eq!(cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels), 1_010_000);
+        assert_eq!(
+            cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels),
+            1_010_000
+        );
         let bytes = record(SCHEDULE_TOPIC, b"DELAY\x0199\x02");
-        assert_eq!(cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels), 1_000_000 + 7_200_000);
+        assert_eq!(
+            cq_tag_code(&MessageView::parse(&bytes).unwrap(), &levels),
+            1_000_000 + 7_200_000
+        );
     }
 }

@@ -35,7 +35,9 @@ pub enum StoreError {
         actual_bytes: u64,
     },
 
-    #[error("{path}: segment starts at {found_offset}, expected {expected_offset} (a segment is missing)")]
+    #[error(
+        "{path}: segment starts at {found_offset}, expected {expected_offset} (a segment is missing)"
+    )]
     SegmentGap {
         path: PathBuf,
         expected_offset: i64,
@@ -50,7 +52,9 @@ pub enum StoreError {
         source: ProtocolError,
     },
 
-    #[error("{file} at byte {offset}: body CRC mismatch: stored {stored:#010X}, computed {computed:#010X}")]
+    #[error(
+        "{file} at byte {offset}: body CRC mismatch: stored {stored:#010X}, computed {computed:#010X}"
+    )]
     CrcMismatch {
         file: PathBuf,
         offset: i64,
@@ -78,7 +82,9 @@ pub enum StoreError {
         log_end_offset: i64,
     },
 
-    #[error("replica append at {actual_offset} does not continue the commit log at {expected_offset}")]
+    #[error(
+        "replica append at {actual_offset} does not continue the commit log at {expected_offset}"
+    )]
     ReplicaOffsetMismatch {
         expected_offset: i64,
         actual_offset: i64,

@@ -57,15 +57,17 @@ pub(crate) fn run(shared: &Shared) {
                 flush_once(shared);
             }
             FlushDiskType::AsyncFlush => {
-                shared
-                    .flush_wakeup
-                    .wait(Duration::from_millis(config.flush_interval_commit_log_ms.max(1)));
+                shared.flush_wakeup.wait(Duration::from_millis(
+                    config.flush_interval_commit_log_ms.max(1),
+                ));
                 let log = &shared.commit_log;
                 let dirty_pages = (log.written_offset() - log.flushed_offset()) / PAGE_BYTES;
                 let now = shared.clock.now_ms();
-                let least = i64::try_from(config.flush_commit_log_least_pages_count).unwrap_or(i64::MAX);
+                let least =
+                    i64::try_from(config.flush_commit_log_least_pages_count).unwrap_or(i64::MAX);
                 let thorough_due = now - last_thorough_ms
-                    >= i64::try_from(config.flush_commit_log_thorough_interval_ms).unwrap_or(i64::MAX);
+                    >= i64::try_from(config.flush_commit_log_thorough_interval_ms)
+                        .unwrap_or(i64::MAX);
                 if dirty_pages >= least || thorough_due {
                     if thorough_due {
                         last_thorough_ms = now;

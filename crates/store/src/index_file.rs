@@ -31,14 +31,19 @@ const ENTRY_BYTES: usize = 20;
 
 /// Java `String.hashCode()` of the concatenation of `parts`, without building it.
 pub(crate) fn java_hash_parts(parts: &[&str]) -> i32 {
-    parts.iter().flat_map(|p| p.encode_utf16()).fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
+    parts
+        .iter()
+        .flat_map(|p| p.encode_utf16())
+        .fold(0i32, |h, unit| {
+            h.wrapping_mul(31).wrapping_add(i32::from(unit))
+        })
 }
 
 /// RocketMQ's `indexKeyHashMethod`: |hash|, with `i32::MIN` mapped to 0.
 fn key_hash(topic: &str, key: &str) -> i32 {
-    java_hash_parts(&[topic, "#", key]).checked_abs().unwrap_or(0)
+    java_hash_parts(&[topic, "#", key])
+        .checked_abs()
+        .unwrap_or(0)
 }
 
 /// The header of one index file.
@@ -101,10 +106,14 @@ impl IndexFile {
             .truncate(false)
             .open(path)
             .map_err(|e| StoreError::io("open index", path, e))?;
-        let actual = file.metadata().map_err(|e| StoreError::io("stat", path, e))?.len();
+        let actual = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat", path, e))?
+            .len();
         let expected = bytes as u64;
         if actual < expected && (create || actual == 0) {
-            file.set_len(expected).map_err(|e| StoreError::io("set_len", path, e))?;
+            file.set_len(expected)
+                .map_err(|e| StoreError::io("set_len", path, e))?;
         } else if actual != expected {
             return Err(StoreError::FileSizeMismatch {
                 path: path.to_owned(),
@@ -147,7 +156,9 @@ impl IndexFile {
         }
         let slot_at = self.slot_at(hash);
         let count = self.header.index_count;
-        let prev = be_i32(&self.map, slot_at).filter(|p| *p > 0 && *p < count).unwrap_or(0);
+        let prev = be_i32(&self.map, slot_at)
+            .filter(|p| *p > 0 && *p < count)
+            .unwrap_or(0);
         if count <= 1 {
             self.header.begin_timestamp_ms = store_timestamp_ms;
             self.header.begin_phy_offset = phy_offset;
@@ -156,12 +167,18 @@ impl IndexFile {
         let mut entry = [0u8; ENTRY_BYTES];
         put_at(&mut entry, 0, &hash.to_be_bytes());
         put_at(&mut entry, 4, &phy_offset.to_be_bytes());
-        put_at(&mut entry, 12, &i32::try_from(diff_secs).unwrap_or(i32::MAX).to_be_bytes());
+        put_at(
+            &mut entry,
+            12,
+            &i32::try_from(diff_secs).unwrap_or(i32::MAX).to_be_bytes(),
+        );
         put_at(&mut entry, 16, &prev.to_be_bytes());
         let Some(entry_at) = self.entry_at(count) else {
             return false;
         };
-        if !put_at(&mut self.map, entry_at, &entry) || !put_at(&mut self.map, slot_at, &count.to_be_bytes()) {
+        if !put_at(&mut self.map, entry_at, &entry)
+            || !put_at(&mut self.map, slot_at, &count.to_be_bytes())
+        {
             return false;
         }
         if prev == 0 {
@@ -197,7 +214,11 @@ impl IndexFile {
                 break;
             };
             let stored_ms = self.header.begin_timestamp_ms + i64::from(diff) * 1000;
-            if entry_hash == hash && stored_ms >= begin_ms && stored_ms <= end_ms && !out.contains(&phy) {
+            if entry_hash == hash
+                && stored_ms >= begin_ms
+                && stored_ms <= end_ms
+                && !out.contains(&phy)
+            {
                 out.push(phy);
             }
             if stored_ms < begin_ms || prev >= next {
@@ -225,7 +246,11 @@ impl IndexService {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| StoreError::io("read_dir", dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 17 && n.bytes().all(|b| b.is_ascii_digit())))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.len() == 17 && n.bytes().all(|b| b.is_ascii_digit()))
+            })
             .collect();
         paths.sort();
         let files = paths
@@ -241,7 +266,14 @@ impl IndexService {
     }
 
     /// Indexes `topic#key` → `phy_offset`.
-    pub fn put(&self, topic: &str, key: &str, phy_offset: i64, store_timestamp_ms: i64, now_ms: i64) -> Result<()> {
+    pub fn put(
+        &self,
+        topic: &str,
+        key: &str,
+        phy_offset: i64,
+        store_timestamp_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         let hash = key_hash(topic, key);
         let mut files = self.files.lock();
         if let Some(last) = files.last_mut()
@@ -257,7 +289,9 @@ impl IndexService {
         }
         let mut file = IndexFile::open(&path, self.slot_count, self.entry_max, true)?;
         if let Some(last) = files.last_mut() {
-            last.map.flush().map_err(|e| StoreError::io("msync", &last.path, e))?;
+            last.map
+                .flush()
+                .map_err(|e| StoreError::io("msync", &last.path, e))?;
         }
         file.put(hash, phy_offset, store_timestamp_ms);
         files.push(file);
@@ -266,7 +300,14 @@ impl IndexService {
 
     /// Commit-log offsets whose `topic#key` hashes match, stored in `[begin_ms, end_ms]`,
     /// newest file first, at most `max_count`, without duplicates.
-    pub fn query(&self, topic: &str, key: &str, max_count: usize, begin_ms: i64, end_ms: i64) -> Vec<i64> {
+    pub fn query(
+        &self,
+        topic: &str,
+        key: &str,
+        max_count: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Vec<i64> {
         let hash = key_hash(topic, key);
         let files = self.files.lock();
         let mut out = Vec::new();
@@ -286,14 +327,18 @@ impl IndexService {
             .iter()
             .rev()
             .find(|f| f.header.index_count > 1)
-            .map_or((0, 0), |f| (f.header.end_timestamp_ms, f.header.end_phy_offset))
+            .map_or((0, 0), |f| {
+                (f.header.end_timestamp_ms, f.header.end_phy_offset)
+            })
     }
 
     pub fn flush(&self) -> Result<()> {
         let mut files = self.files.lock();
         for file in files.iter_mut().filter(|f| f.dirty) {
             file.dirty = false;
-            file.map.flush().map_err(|e| StoreError::io("msync", &file.path, e))?;
+            file.map
+                .flush()
+                .map_err(|e| StoreError::io("msync", &file.path, e))?;
         }
         Ok(())
     }
@@ -302,12 +347,27 @@ impl IndexService {
     pub fn delete_expired(&self, log_min_offset: i64) -> Result<usize> {
         let mut files = self.files.lock();
         let mut deleted = 0;
-        while files.len() > 1 && files.first().is_some_and(|f| f.header.end_phy_offset < log_min_offset) {
+        while files.len() > 1
+            && files
+                .first()
+                .is_some_and(|f| f.header.end_phy_offset < log_min_offset)
+        {
             let file = files.remove(0);
-            std::fs::remove_file(&file.path).map_err(|e| StoreError::io("delete index", &file.path, e))?;
+            std::fs::remove_file(&file.path)
+                .map_err(|e| StoreError::io("delete index", &file.path, e))?;
             deleted += 1;
         }
         Ok(deleted)
+    }
+
+    /// Deletes every index file (the commit log they point into is gone).
+    pub fn destroy_all(&self) -> Result<()> {
+        let mut files = self.files.lock();
+        for file in files.drain(..) {
+            std::fs::remove_file(&file.path)
+                .map_err(|e| StoreError::io("delete index", &file.path, e))?;
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -331,14 +391,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = IndexService::open(dir.path(), 16, 4).unwrap();
         for i in 0..7 {
-            index.put("T", if i % 2 == 0 { "even" } else { "odd" }, i * 100, 1_000_000 + i * 1000, 5).unwrap();
+            index
+                .put(
+                    "T",
+                    if i % 2 == 0 { "even" } else { "odd" },
+                    i * 100,
+                    1_000_000 + i * 1000,
+                    5,
+                )
+                .unwrap();
         }
-        assert!(index.file_count() >= 2, "4 entries per file (entry 0 unused) forces a roll");
+        assert!(
+            index.file_count() >= 2,
+            "4 entries per file (entry 0 unused) forces a roll"
+        );
         let mut found = index.query("T", "even", 10, 0, i64::MAX);
         found.sort_unstable();
         assert_eq!(found, vec![0, 200, 400, 600]);
         assert_eq!(index.query("T", "even", 2, 0, i64::MAX).len(), 2);
-        assert_eq!(index.query("T", "even", 10, 1_003_000, 1_005_000), vec![400]);
+        assert_eq!(
+            index.query("T", "even", 10, 1_003_000, 1_005_000),
+            vec![400]
+        );
         index.flush().unwrap();
         drop(index);
         let index = IndexService::open(dir.path(), 16, 4).unwrap();

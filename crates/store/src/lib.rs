@@ -65,11 +65,15 @@ pub use append::{AppendMessage, AppendResult, AppendStatus, IllegalReason, Unava
 pub use checkpoint::{Checkpoint, CheckpointState};
 pub use clock::{Clock, DiskUsageProbe, FixedDiskUsage, ManualClock, StatvfsProbe, SystemClock};
 pub use commit_log::file_name;
-pub use config::{CQ_UNIT_BYTES, FlushDiskType, MESSAGE_DELAY_LEVEL_DEFAULT, StoreConfig, parse_delay_levels};
+pub use config::{
+    CQ_UNIT_BYTES, FlushDiskType, MESSAGE_DELAY_LEVEL_DEFAULT, StoreConfig, parse_delay_levels,
+};
 pub use consume_queue::CqUnit;
 pub use dispatch::{Arrival, ArrivalListener, SCHEDULE_TOPIC, cq_tag_code};
 pub use error::{Result, StoreError};
-pub use pull::{AcceptAll, BoundaryType, GetMessageResult, GetMessageStatus, MessageFilter, QueryResult};
+pub use pull::{
+    AcceptAll, BoundaryType, GetMessageResult, GetMessageStatus, MessageFilter, QueryResult,
+};
 pub use recovery::{RecoveryReport, TailCase};
 pub use retention::{DeleteMode, RetentionOutcome};
 pub use store::{MessageStore, StoreEnv, StoreStats};

@@ -180,10 +180,13 @@ impl MessageStore {
             return GetMessageResult::empty(S::OffsetOverflowBadly, max, min, max);
         }
         let config = &self.shared.config;
-        let scan_units = to_usize(config.max_filter_message_size_bytes).max(max_count.saturating_mul(20)) / 20;
+        let scan_units =
+            to_usize(config.max_filter_message_size_bytes).max(max_count.saturating_mul(20)) / 20;
         let units = match queue.units_from(offset, scan_units.max(1)) {
             Ok(units) => units,
-            Err(next_file) => return GetMessageResult::empty(S::OffsetFoundNull, next_file, min, max),
+            Err(next_file) => {
+                return GetMessageResult::empty(S::OffsetFoundNull, next_file, min, max);
+            }
         };
         let mut result = GetMessageResult::empty(S::NoMatchedMessage, offset, min, max);
         self.select(&units, offset, max_count, max_bytes, filter, &mut result);
@@ -213,7 +216,8 @@ impl MessageStore {
         let log = &self.shared.commit_log;
         let max_physical = log.written_offset();
         let hot_bytes = i64::try_from(
-            self.shared.memory_total_bytes / 100 * config.access_message_in_memory_max_ratio_percent,
+            self.shared.memory_total_bytes / 100
+                * config.access_message_in_memory_max_ratio_percent,
         )
         .unwrap_or(i64::MAX);
         let (mut examined, mut last_physical, mut skip_below) = (0usize, max_physical, i64::MIN);
@@ -237,17 +241,20 @@ impl MessageStore {
                 if result.messages.is_empty() {
                     result.status = S::MessageWasRemoving;
                 }
-                skip_below = physical - physical.rem_euclid(log.segment_bytes()) + log.segment_bytes();
+                skip_below =
+                    physical - physical.rem_euclid(log.segment_bytes()) + log.segment_bytes();
                 continue;
             };
-            if filter.needs_record() && !MessageView::parse(&record).is_ok_and(|v| filter.matches_record(&v)) {
+            if filter.needs_record()
+                && !MessageView::parse(&record).is_ok_and(|v| filter.matches_record(&v))
+            {
                 continue;
             }
             result.total_bytes += record.len();
             result.messages.push(record);
-            result
-                .message_queue_offsets
-                .push(QueueOffset(offset + i64::try_from(examined).unwrap_or(0) - 1));
+            result.message_queue_offsets.push(QueueOffset(
+                offset + i64::try_from(examined).unwrap_or(0) - 1,
+            ));
             result.status = S::Found;
         }
         result.next_begin_offset = QueueOffset(offset + i64::try_from(examined).unwrap_or(0));
@@ -256,27 +263,51 @@ impl MessageStore {
 
     /// First queue offset with data (GET_MIN_OFFSET).
     pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> QueueOffset {
-        self.queue(topic, queue_id).map_or(QueueOffset(0), |q| q.min_offset())
+        self.queue(topic, queue_id)
+            .map_or(QueueOffset(0), |q| q.min_offset())
     }
 
     /// Offset of the next message to be written (GET_MAX_OFFSET); 0 for an unknown queue.
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> QueueOffset {
-        self.queue(topic, queue_id).map_or(QueueOffset(0), |q| q.max_offset())
+        self.queue(topic, queue_id)
+            .map_or(QueueOffset(0), |q| q.max_offset())
+    }
+
+    /// The consume-queue unit at a queue offset (the schedule service reads delivery
+    /// times from its tag code).
+    pub fn cq_unit(&self, topic: &str, queue_id: i32, offset: QueueOffset) -> Option<CqUnit> {
+        self.queue(topic, queue_id)?.unit(offset.0)
     }
 
     /// The commit-log offset of the message at a queue offset.
-    pub fn commit_log_offset_in_queue(&self, topic: &str, queue_id: i32, offset: QueueOffset) -> Option<CommitLogOffset> {
-        Some(self.queue(topic, queue_id)?.unit(offset.0)?.commit_log_offset)
+    pub fn commit_log_offset_in_queue(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+    ) -> Option<CommitLogOffset> {
+        Some(
+            self.queue(topic, queue_id)?
+                .unit(offset.0)?
+                .commit_log_offset,
+        )
     }
 
     /// Store time of the record at a commit-log offset.
     pub fn store_timestamp_at(&self, offset: CommitLogOffset) -> Option<i64> {
         let record = self.shared.commit_log.read_record(offset.0)?;
-        MessageView::parse(&record).ok().map(|v| v.store_timestamp_ms)
+        MessageView::parse(&record)
+            .ok()
+            .map(|v| v.store_timestamp_ms)
     }
 
     /// Store time of the message at a queue offset.
-    pub fn message_store_timestamp(&self, topic: &str, queue_id: i32, offset: QueueOffset) -> Option<i64> {
+    pub fn message_store_timestamp(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+    ) -> Option<i64> {
         self.store_timestamp_at(self.commit_log_offset_in_queue(topic, queue_id, offset)?)
     }
 
@@ -289,7 +320,13 @@ impl MessageStore {
     /// SEARCH_OFFSET_BY_TIMESTAMP: `Lower` gives the first offset stored at or after
     /// `timestamp_ms` (the max offset if none), `Upper` the last one stored at or before it
     /// (the min offset if none). Binary search over store times read from the log.
-    pub fn offset_by_time(&self, topic: &str, queue_id: i32, timestamp_ms: i64, boundary: BoundaryType) -> QueueOffset {
+    pub fn offset_by_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp_ms: i64,
+        boundary: BoundaryType,
+    ) -> QueueOffset {
         let Some(queue) = self.queue(topic, queue_id) else {
             return QueueOffset(0);
         };
@@ -321,7 +358,14 @@ impl MessageStore {
 
     /// QUERY_MESSAGE: records of `topic` whose UNIQ_KEY or a KEYS token is `key`, stored
     /// in `[begin_ms, end_ms]`, newest first, at most min(`max_count`, maxMsgsNumBatch).
-    pub fn query_message(&self, topic: &str, key: &str, max_count: usize, begin_ms: i64, end_ms: i64) -> QueryResult {
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_count: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> QueryResult {
         let Some(index) = &self.shared.index else {
             return QueryResult::default();
         };
@@ -335,7 +379,8 @@ impl MessageStore {
             let matches = MessageView::parse(&record).is_ok_and(|v| {
                 v.topic == topic
                     && (v.property("UNIQ_KEY") == Some(key)
-                        || v.property("KEYS").is_some_and(|keys| keys.split(' ').any(|k| k == key)))
+                        || v.property("KEYS")
+                            .is_some_and(|keys| keys.split(' ').any(|k| k == key)))
             });
             if matches {
                 messages.push(record);

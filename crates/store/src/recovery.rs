@@ -92,7 +92,9 @@ enum Step {
 fn step(segment: &Segment, position: i64, check_crc: bool) -> Step {
     let remaining = segment.end() - position;
     let (Some(size), Some(magic)) = (segment.i32_at(position), segment.i32_at(position + 4)) else {
-        return Step::Stop(TailCase::Torn { reason: "fewer than 8 bytes before the segment end".into() });
+        return Step::Stop(TailCase::Torn {
+            reason: "fewer than 8 bytes before the segment end".into(),
+        });
     };
     if size == 0 && magic == 0 {
         return Step::Stop(TailCase::Zeros);
@@ -101,26 +103,41 @@ fn step(segment: &Segment, position: i64, check_crc: bool) -> Step {
         return if i64::from(size) == remaining {
             Step::SegmentEnd
         } else {
-            Step::Stop(TailCase::Torn { reason: format!("blank tail of {size} bytes, {remaining} remain") })
+            Step::Stop(TailCase::Torn {
+                reason: format!("blank tail of {size} bytes, {remaining} remain"),
+            })
         };
     }
     if magic != MAGIC_V1 && magic != MAGIC_V2 {
-        return Step::Stop(TailCase::Torn { reason: format!("magic {:#010X}", magic as u32) });
+        return Step::Stop(TailCase::Torn {
+            reason: format!("magic {:#010X}", magic as u32),
+        });
     }
     let size = i64::from(size);
     if size < RECORD_BYTES_MIN || size + BLANK_TAIL_BYTES > remaining {
-        return Step::Stop(TailCase::Torn { reason: format!("size {size} with {remaining} bytes left") });
+        return Step::Stop(TailCase::Torn {
+            reason: format!("size {size} with {remaining} bytes left"),
+        });
     }
     let Some(bytes) = segment.slice(position, size) else {
-        return Step::Stop(TailCase::Torn { reason: "record runs past the mapping".into() });
+        return Step::Stop(TailCase::Torn {
+            reason: "record runs past the mapping".into(),
+        });
     };
     let view = match MessageView::parse(&bytes) {
         Ok(view) => view,
-        Err(error) => return Step::Stop(TailCase::Torn { reason: error.to_string() }),
+        Err(error) => {
+            return Step::Stop(TailCase::Torn {
+                reason: error.to_string(),
+            });
+        }
     };
     if view.physical_offset != position {
         return Step::Stop(TailCase::Torn {
-            reason: format!("PHYSICALOFFSET {} at position {position}", view.physical_offset),
+            reason: format!(
+                "PHYSICALOFFSET {} at position {position}",
+                view.physical_offset
+            ),
         });
     }
     if check_crc
@@ -139,7 +156,11 @@ pub(crate) fn scan(log: &CommitLog, from: i64, check_crc: bool) -> (i64, TailCas
     loop {
         let Some(segment) = log.segment_for(position) else {
             let closed = log.segments().last().is_some_and(|s| s.end() == position);
-            let tail = if closed { TailCase::SegmentClosed } else { TailCase::Empty };
+            let tail = if closed {
+                TailCase::SegmentClosed
+            } else {
+                TailCase::Empty
+            };
             return (position, tail, records);
         };
         match step(&segment, position, check_crc) {
@@ -173,11 +194,19 @@ pub(crate) fn scan_start(log: &CommitLog, checkpoint: &CheckpointState) -> Resul
 }
 
 /// Refuses to cut data that fsync had covered (row 10).
-pub(crate) fn check_not_below_confirmed(log: &CommitLog, end: i64, tail: &TailCase, confirmed: i64) -> Result<()> {
+pub(crate) fn check_not_below_confirmed(
+    log: &CommitLog,
+    end: i64,
+    tail: &TailCase,
+    confirmed: i64,
+) -> Result<()> {
     if end >= confirmed || matches!(tail, TailCase::SegmentClosed | TailCase::Empty) {
         return Ok(());
     }
-    let file = log.segment_for(end).map(|s| s.path.clone()).unwrap_or_default();
+    let file = log
+        .segment_for(end)
+        .map(|s| s.path.clone())
+        .unwrap_or_default();
     Err(StoreError::CorruptBeforeFlushed {
         file,
         offset: end,
@@ -211,7 +240,10 @@ pub(crate) fn cut_tail(log: &CommitLog, end: i64) -> Result<(u64, usize)> {
             .map_err(|e| StoreError::io("zero torn tail", &segment.path, e))?;
         done += n;
     }
-    segment.file.sync_data().map_err(|e| StoreError::io("fdatasync", &segment.path, e))?;
+    segment
+        .file
+        .sync_data()
+        .map_err(|e| StoreError::io("fdatasync", &segment.path, e))?;
     tracing::warn!(file = %segment.path.display(), offset = end, bytes = dirty, "zeroed commit-log bytes past the recovered end");
     Ok((dirty as u64, segments_after))
 }
@@ -219,7 +251,11 @@ pub(crate) fn cut_tail(log: &CommitLog, end: i64) -> Result<(u64, usize)> {
 /// Checks bytes a replica received: whole, valid records from `offset` on, optionally
 /// closed by a blank tail ending exactly at `segment_end`. Returns (topic, queue id, queue
 /// offset) of every record that enters a consume queue.
-pub(crate) fn validate_raw(offset: i64, bytes: &[u8], segment_end: i64) -> Result<Vec<(String, i32, i64)>> {
+pub(crate) fn validate_raw(
+    offset: i64,
+    bytes: &[u8],
+    segment_end: i64,
+) -> Result<Vec<(String, i32, i64)>> {
     let invalid = |at: i64, reason: String| StoreError::ReplicaBytesInvalid { offset: at, reason };
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -230,15 +266,29 @@ pub(crate) fn validate_raw(offset: i64, bytes: &[u8], segment_end: i64) -> Resul
             return Err(invalid(position, "fewer than 8 bytes".into()));
         };
         if magic == BLANK_MAGIC {
-            if position + i64::from(size) != segment_end || rest.len() != usize::try_from(size).unwrap_or(0) {
-                return Err(invalid(position, "blank tail does not close the segment".into()));
+            if position + i64::from(size) != segment_end
+                || rest.len() != usize::try_from(size).unwrap_or(0)
+            {
+                return Err(invalid(
+                    position,
+                    "blank tail does not close the segment".into(),
+                ));
             }
             break;
         }
         let view = MessageView::parse(rest).map_err(|e| invalid(position, e.to_string()))?;
-        view.verify_body_crc().map_err(|e| invalid(position, e.to_string()))?;
-        if view.physical_offset != position || position + i64::from(size) + BLANK_TAIL_BYTES > segment_end {
-            return Err(invalid(position, format!("record of PHYSICALOFFSET {} does not fit here", view.physical_offset)));
+        view.verify_body_crc()
+            .map_err(|e| invalid(position, e.to_string()))?;
+        if view.physical_offset != position
+            || position + i64::from(size) + BLANK_TAIL_BYTES > segment_end
+        {
+            return Err(invalid(
+                position,
+                format!(
+                    "record of PHYSICALOFFSET {} does not fit here",
+                    view.physical_offset
+                ),
+            ));
         }
         if enters_consume_queue(view.sys_flag) {
             out.push((view.topic.to_owned(), view.queue_id, view.queue_offset));

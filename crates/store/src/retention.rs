@@ -34,10 +34,18 @@ pub enum DeleteMode {
 }
 
 /// The pure decision of one round.
-pub fn delete_mode(used_ratio: f64, hour: u32, manual: bool, policy: &RetentionPolicy) -> DeleteMode {
+pub fn delete_mode(
+    used_ratio: f64,
+    hour: u32,
+    manual: bool,
+    policy: &RetentionPolicy,
+) -> DeleteMode {
     if used_ratio > policy.clean_forcibly_ratio {
         DeleteMode::Forced
-    } else if manual || used_ratio > policy.max_used_ratio || policy.delete_when_hours.contains(&hour) {
+    } else if manual
+        || used_ratio > policy.max_used_ratio
+        || policy.delete_when_hours.contains(&hour)
+    {
         DeleteMode::Expired
     } else {
         DeleteMode::None
@@ -75,7 +83,8 @@ pub(crate) fn policy(shared: &Shared) -> RetentionPolicy {
         clean_forcibly_ratio: shared.resolved.clean_forcibly_ratio,
         warning_level_ratio: shared.resolved.warning_level_ratio,
         delete_when_hours: shared.resolved.delete_when_hours.clone(),
-        reserved_ms: i64::try_from(config.file_reserved_time_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
+        reserved_ms: i64::try_from(config.file_reserved_time_hours.saturating_mul(3_600_000))
+            .unwrap_or(i64::MAX),
         batch_max_count: usize::try_from(config.delete_file_batch_max_count).unwrap_or(usize::MAX),
     }
 }
@@ -98,7 +107,11 @@ pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<Re
     shared.stats.set_disk_used_ratio(used_ratio);
     let disk_full = used_ratio > policy.warning_level_ratio;
     if disk_full {
-        tracing::error!(used_ratio, threshold = policy.warning_level_ratio, "disk full: refusing appends");
+        tracing::error!(
+            used_ratio,
+            threshold = policy.warning_level_ratio,
+            "disk full: refusing appends"
+        );
         shared.flags.set_disk_full(Some(Unavailable::DiskFull {
             used_ratio,
             threshold_ratio: policy.warning_level_ratio,
@@ -115,7 +128,9 @@ pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<Re
             if segments_deleted >= policy.batch_max_count {
                 break;
             }
-            let expired = mtime_ms(&segment.file, &segment.path)?.saturating_add(policy.reserved_ms) <= now_ms;
+            let expired = mtime_ms(&segment.file, &segment.path)?
+                .saturating_add(policy.reserved_ms)
+                <= now_ms;
             if !(expired || mode == DeleteMode::Forced) {
                 break;
             }

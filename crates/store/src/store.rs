@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,7 +24,10 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, watch};
 
-use crate::append::{self, AppendMessage, AppendResult, AppendStatus, IllegalReason, Unavailable, WriteRequest, Writer};
+use crate::append::{
+    self, AppendMessage, AppendResult, AppendStatus, IllegalReason, Unavailable, WriteRequest,
+    Writer,
+};
 use crate::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::clock::{Clock, DiskUsageProbe, StatvfsProbe, SystemClock};
 use crate::commit_log::{CommitLog, sync_dir};
@@ -113,7 +116,8 @@ pub(crate) struct Stats {
 
 impl Stats {
     pub fn record_put(&self, count: usize, bytes: i64) {
-        self.put_message_count.fetch_add(count as u64, Ordering::Relaxed);
+        self.put_message_count
+            .fetch_add(count as u64, Ordering::Relaxed);
         self.put_message_bytes
             .fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
     }
@@ -257,12 +261,18 @@ impl MessageStore {
         let lock = lock_store(&root)?;
         let abnormal = abort_path(&root).exists();
         let checkpoint = checkpoint::load(&root)?;
-        let segment_bytes = i64::try_from(config.mapped_file_size_commit_log_bytes).unwrap_or(1 << 30);
-        let cq_bytes = i64::try_from(config.mapped_file_size_consume_queue_bytes).unwrap_or(6_000_000);
+        let segment_bytes =
+            i64::try_from(config.mapped_file_size_commit_log_bytes).unwrap_or(1 << 30);
+        let cq_bytes =
+            i64::try_from(config.mapped_file_size_consume_queue_bytes).unwrap_or(6_000_000);
         let commit_log = CommitLog::open(&config.commit_log_dir(), segment_bytes)?;
         let cqs = ConsumeQueueTable::open(&config.consume_queue_dir(), cq_bytes)?;
         let index = if config.message_index_enable {
-            Some(IndexService::open(&config.index_dir(), config.max_hash_slot_count, config.max_index_count)?)
+            Some(IndexService::open(
+                &config.index_dir(),
+                config.max_hash_slot_count,
+                config.max_index_count,
+            )?)
         } else {
             None
         };
@@ -328,22 +338,42 @@ impl MessageStore {
             return AppendResult::refused(AppendStatus::ServiceNotAvailable(why));
         }
         let (topic, queue_id, store_host) = (first.topic.clone(), first.queue_id, first.store_host);
-        let wait = first.wait_store_msg_ok && self.shared.config.flush_disk_type == FlushDiskType::SyncFlush;
-        if messages.iter().any(|m| m.topic != topic || m.queue_id != queue_id) {
-            return AppendResult::refused(AppendStatus::MessageIllegal(IllegalReason::BatchMixesQueues));
+        let wait = first.wait_store_msg_ok
+            && self.shared.config.flush_disk_type == FlushDiskType::SyncFlush;
+        if messages
+            .iter()
+            .any(|m| m.topic != topic || m.queue_id != queue_id)
+        {
+            return AppendResult::refused(AppendStatus::MessageIllegal(
+                IllegalReason::BatchMixesQueues,
+            ));
         }
         let max_body = self.shared.config.max_message_size_bytes;
-        let records = match messages.iter().map(|m| append::encode(m, max_body)).collect::<Result<Vec<_>, _>>() {
+        let records = match messages
+            .iter()
+            .map(|m| append::encode(m, max_body))
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(records) => records,
             Err(status) => return AppendResult::refused(status),
         };
         let (reply, answer) = oneshot::channel();
-        let request = WriteRequest::Append { topic, queue_id, records, store_host, reply };
+        let request = WriteRequest::Append {
+            topic,
+            queue_id,
+            records,
+            store_host,
+            reply,
+        };
         match self.tx.try_send(request) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return AppendResult::refused(AppendStatus::OsPageCacheBusy),
+            Err(TrySendError::Full(_)) => {
+                return AppendResult::refused(AppendStatus::OsPageCacheBusy);
+            }
             Err(TrySendError::Disconnected(_)) => {
-                return AppendResult::refused(AppendStatus::ServiceNotAvailable(Unavailable::ShutDown));
+                return AppendResult::refused(AppendStatus::ServiceNotAvailable(
+                    Unavailable::ShutDown,
+                ));
             }
         }
         let Ok(mut result) = answer.await else {
@@ -367,7 +397,11 @@ impl MessageStore {
     pub async fn append_raw(&self, offset: i64, bytes: Bytes) -> Result<i64> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(WriteRequest::Raw { offset, bytes, reply })
+            .send(WriteRequest::Raw {
+                offset,
+                bytes,
+                reply,
+            })
             .map_err(|_| StoreError::ShutDown)?;
         answer.await.map_err(|_| StoreError::ShutDown)?
     }
@@ -419,7 +453,9 @@ impl MessageStore {
 
     /// Deletes a topic's consume queues and forgets its queue offsets.
     pub fn delete_topic(&self, topic: &str) -> Result<bool> {
-        let _ = self.tx.send(WriteRequest::ForgetTopic { topic: topic.to_owned() });
+        let _ = self.tx.send(WriteRequest::ForgetTopic {
+            topic: topic.to_owned(),
+        });
         self.shared.cqs.delete_topic(topic)
     }
 
@@ -552,8 +588,9 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
     if log.segment_count() == 0 {
         shared.cqs.destroy_all()?;
         if let Some(index) = &shared.index {
-            index.delete_expired(i64::MAX)?;
+            index.destroy_all()?;
         }
+        shared.write_checkpoint()?;
         return Ok(RecoveryReport {
             abnormal,
             checkpoint,
@@ -566,19 +603,24 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
         });
     }
     let (from, confirmed) = recovery::scan_start(log, &checkpoint)?;
-    let (end, tail, records_scanned) = recovery::scan(log, from, shared.config.check_crc_on_recover);
+    let (end, tail, records_scanned) =
+        recovery::scan(log, from, shared.config.check_crc_on_recover);
     recovery::check_not_below_confirmed(log, end, &tail, confirmed)?;
-    let (bytes_zeroed, segments_deleted) = if abnormal || !matches!(tail, TailCase::Zeros | TailCase::SegmentClosed) {
-        recovery::cut_tail(log, end)?
-    } else {
-        (0, 0)
-    };
+    let (bytes_zeroed, segments_deleted) =
+        if abnormal || !matches!(tail, TailCase::Zeros | TailCase::SegmentClosed) {
+            recovery::cut_tail(log, end)?
+        } else {
+            (0, 0)
+        };
     log.sync_range(from, end)?;
     log.publish_written(end);
     log.set_flushed(end);
     shared.flushed_tx.send_replace(end);
+    let min = log.min_offset();
     for (_, _, queue) in shared.cqs.all() {
         queue.truncate_from_log_offset(from)?;
+        // Retention may have deleted segments these units point into.
+        queue.delete_expired(min)?;
     }
     let reached = dispatch::dispatch_range(shared, from, end)?;
     shared.dispatched.store(reached, Ordering::Release);
@@ -598,13 +640,18 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
 type Started = (SyncSender<WriteRequest>, Vec<JoinHandle<()>>);
 
 fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
-    let queue_offsets: HashMap<String, HashMap<i32, i64>> = shared.cqs.all().into_iter().fold(
-        HashMap::new(),
-        |mut table, (topic, queue_id, queue)| {
-            table.entry(topic).or_default().insert(queue_id, queue.max_offset().0);
-            table
-        },
-    );
+    let queue_offsets: HashMap<String, HashMap<i32, i64>> =
+        shared
+            .cqs
+            .all()
+            .into_iter()
+            .fold(HashMap::new(), |mut table, (topic, queue_id, queue)| {
+                table
+                    .entry(topic)
+                    .or_default()
+                    .insert(queue_id, queue.max_offset().0);
+                table
+            });
     let (tx, rx) = sync_channel(shared.config.append_queue_capacity_count.max(1));
     let mut writer = Writer::new(Arc::clone(shared), queue_offsets);
     writer.set_last_store_timestamp(shared.last_dispatched_timestamp_ms.load(Ordering::Acquire));
@@ -617,7 +664,10 @@ fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
     let mut threads = Vec::with_capacity(4);
     threads.push(spawn("karman-writer", Box::new(move || writer.run(&rx)))?);
     let s = Arc::clone(shared);
-    threads.push(spawn("karman-flusher", Box::new(move || crate::flush::run(&s)))?);
+    threads.push(spawn(
+        "karman-flusher",
+        Box::new(move || crate::flush::run(&s)),
+    )?);
     let s = Arc::clone(shared);
     threads.push(spawn("karman-reput", Box::new(move || dispatch::run(&s)))?);
     let s = Arc::clone(shared);
