@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -112,6 +112,8 @@ pub(crate) struct Stats {
     put_message_count: AtomicU64,
     put_message_bytes: AtomicU64,
     disk_used_ratio_ppm: AtomicU64,
+    pub flush_count: AtomicU64,
+    pub flush_us: AtomicU64,
 }
 
 impl Stats {
@@ -144,6 +146,10 @@ pub struct StoreStats {
     pub put_message_count: u64,
     pub put_message_bytes: u64,
     pub commit_log_segment_count: usize,
+    /// Commit-log fsyncs since open (under SYNC_FLUSH: group commits).
+    pub flush_count: u64,
+    /// Time spent in those fsyncs.
+    pub flush_us: u64,
 }
 
 /// What is shared between the store handle and its threads.
@@ -170,6 +176,26 @@ pub(crate) struct Shared {
     pub dispatch_stop: AtomicBool,
     pub maintenance_stop: AtomicBool,
     pub memory_total_bytes: u64,
+    /// Appends the last group commit released (see `flush::gather`).
+    pub released_by_last_flush: AtomicUsize,
+    /// SYNC_FLUSH appends with WAIT between enqueue and answer (see `flush::gather`).
+    pub sync_appends_in_flight: AtomicUsize,
+}
+
+/// Counts an append in `sync_appends_in_flight` for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -302,6 +328,8 @@ impl MessageStore {
             dispatch_stop: AtomicBool::new(false),
             maintenance_stop: AtomicBool::new(false),
             memory_total_bytes,
+            released_by_last_flush: AtomicUsize::new(0),
+            sync_appends_in_flight: AtomicUsize::new(0),
         });
         let report = recover(&shared, abnormal, checkpoint)?;
         tracing::info!(?report, "store recovered");
@@ -357,6 +385,7 @@ impl MessageStore {
             Ok(records) => records,
             Err(status) => return AppendResult::refused(status),
         };
+        let _in_flight = wait.then(|| InFlight::enter(&self.shared.sync_appends_in_flight));
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest::Append {
             topic,
@@ -486,6 +515,8 @@ impl MessageStore {
             put_message_count: shared.stats.put_message_count.load(Ordering::Relaxed),
             put_message_bytes: shared.stats.put_message_bytes.load(Ordering::Relaxed),
             commit_log_segment_count: shared.commit_log.segment_count(),
+            flush_count: shared.stats.flush_count.load(Ordering::Relaxed),
+            flush_us: shared.stats.flush_us.load(Ordering::Relaxed),
         }
     }
 
