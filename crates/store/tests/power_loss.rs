@@ -56,7 +56,7 @@ fn lose_unsynced_log_pages(dir: &Path, flushed: u64, segment: u64, rng: &mut Rng
                 }
             }
             page += PAGE;
-            if page > from + 16 * PAGE && rng.next() % 4 == 0 {
+            if page > from + 16 * PAGE && rng.next().is_multiple_of(4) {
                 break; // the rest of the segment was never written
             }
         }
@@ -73,7 +73,7 @@ fn lose_unsynced_queue_pages(dir: &Path, dispatched: i64, rng: &mut Rng) {
                 let path = file.unwrap().path();
                 let mut bytes = std::fs::read(&path).unwrap();
                 for page in bytes.chunks_mut(PAGE as usize) {
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         continue;
                     }
                     for unit in page.chunks_mut(20).filter(|u| u.len() == 20) {
