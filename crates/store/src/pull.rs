@@ -141,6 +141,14 @@ impl Caps {
     }
 }
 
+/// A cheap check that a consume-queue unit points at the start of the record it claims
+/// (TOTALSIZE and magic), so a damaged unit can never make a pull serve other bytes.
+fn looks_like_record(bytes: &[u8], size: i32) -> bool {
+    use karman_protocol::message::stored::{MAGIC_V1, MAGIC_V2};
+    let word = |at| crate::mapped_file::be_i32(bytes, at);
+    word(0) == Some(size) && matches!(word(4), Some(MAGIC_V1 | MAGIC_V2))
+}
+
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -237,7 +245,10 @@ impl MessageStore {
             if !filter.matches_tag_code(unit.tag_code) {
                 continue;
             }
-            let Some(record) = log.read(physical, i64::from(unit.size_bytes)) else {
+            let Some(record) = log
+                .read(physical, i64::from(unit.size_bytes))
+                .filter(|r| looks_like_record(r, unit.size_bytes))
+            else {
                 if result.messages.is_empty() {
                     result.status = S::MessageWasRemoving;
                 }
