@@ -32,23 +32,6 @@ const QUEUES: u64 = 4;
 const BODY_BYTES: usize = 1024;
 const TOPIC: &str = "Crash";
 
-/// SplitMix64: a seeded, replayable generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-}
-
 #[test]
 fn crash_child_entry() {
     let Ok(dir) = std::env::var("KARMAN_CRASH_CHILD_DIR") else {
@@ -221,16 +204,7 @@ fn verify(dir: &Path, acked: &HashMap<u64, Ack>) {
 
 #[test]
 fn acknowledged_messages_survive_sigkill() {
-    let seed = std::env::var("KARMAN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed: KARMAN_SEED={seed}");
+    let seed = seed("crash test");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashMap<u64, Ack> = HashMap::new();

@@ -22,18 +22,6 @@ use karman_store::{AcceptAll, Checkpoint, CommitLogOffset, MessageStore, QueueOf
 
 const PAGE: u64 = 4096;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// Applies the model to every file under `dir/commitlog` past `flushed`.
 fn lose_unsynced_log_pages(dir: &Path, flushed: u64, segment: u64, rng: &mut Rng) {
     for entry in std::fs::read_dir(dir.join("commitlog")).unwrap() {
@@ -93,16 +81,7 @@ fn lose_unsynced_queue_pages(dir: &Path, dispatched: i64, rng: &mut Rng) {
 
 #[test]
 fn acknowledged_sync_appends_survive_simulated_power_loss() {
-    let seed = std::env::var("KARMAN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("power-loss test seed: KARMAN_SEED={seed}");
+    let seed = seed("power-loss test");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -101,3 +101,35 @@ pub fn body(i: u64, len: usize) -> Bytes {
     }
     Bytes::from(out)
 }
+
+/// SplitMix64: a seeded, replayable generator.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low)
+    }
+}
+
+/// The seed of a randomized test: `KARMAN_SEED` if set (to replay), else fresh; printed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("KARMAN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{test} seed: KARMAN_SEED={seed}");
+    seed
+}
