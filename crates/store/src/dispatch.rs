@@ -1,6 +1,6 @@
 //! Reput and dispatch: the thread that follows the commit log and builds consume queues
 //! and the index from it (spec semantics §1.7). Crash recovery re-dispatches through the
-//! same [`dispatch_range`], so live and recovered queues are built by one piece of code.
+//! same [`dispatch_record`], so live and recovered queues are built by one piece of code.
 //!
 //! After each record enters its consume queue the registered [`ArrivalListener`] is called
 //! on the dispatcher thread, so the broker can wake pulls held on that (topic, queue).
@@ -64,8 +64,14 @@ pub fn cq_tag_code(view: &MessageView<'_>, delay_level_ms: &[i64]) -> i64 {
     tag_code(view.property(property::TAGS))
 }
 
-/// Dispatches one valid record.
-fn dispatch_record(shared: &Shared, view: &MessageView<'_>, position: i64) -> Result<()> {
+/// Dispatches one valid record: its consume-queue unit, its index keys (only at or past
+/// `index_from`), the arrival notification.
+pub(crate) fn dispatch_record(
+    shared: &Shared,
+    view: &MessageView<'_>,
+    position: i64,
+    index_from: i64,
+) -> Result<()> {
     let tag_code = cq_tag_code(view, &shared.resolved.delay_level_ms);
     if enters_consume_queue(view.sys_flag) {
         let queue = shared.cqs.get_or_create(view.topic, view.queue_id)?;
@@ -79,6 +85,7 @@ fn dispatch_record(shared: &Shared, view: &MessageView<'_>, position: i64) -> Re
         )?;
     }
     if let Some(index) = &shared.index
+        && position >= index_from
         && sysflag::transaction_type(view.sys_flag) != sysflag::TRANSACTION_ROLLBACK_TYPE
     {
         let now = shared.clock.now_ms();
@@ -145,7 +152,7 @@ pub(crate) fn dispatch_range(shared: &Shared, from: i64, to: i64) -> Result<i64>
                 },
             });
         };
-        dispatch_record(shared, &view, position)?;
+        dispatch_record(shared, &view, position, i64::MIN)?;
         position += size;
     }
     Ok(position)

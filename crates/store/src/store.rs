@@ -634,8 +634,27 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
         });
     }
     let (from, confirmed) = recovery::scan_start(log, &checkpoint)?;
-    let (end, tail, records_scanned) =
-        recovery::scan(log, from, shared.config.check_crc_on_recover);
+    let min = log.min_offset();
+    for (_, _, queue) in shared.cqs.all() {
+        queue.truncate_from_log_offset(from)?;
+        // Retention may have deleted segments these units point into.
+        queue.delete_expired(min)?;
+    }
+    // Without a checkpoint everything is re-dispatched; trust the index up to its last
+    // entry rather than index every record a second time.
+    let index_from = match (&checkpoint, &shared.index) {
+        (CheckpointState::Valid(_), _) | (_, None) => i64::MIN,
+        (_, Some(index)) => index.last_update().1 + 1,
+    };
+    let mut redispatch = |view: &karman_protocol::message::MessageView<'_>, position| {
+        dispatch::dispatch_record(shared, view, position, index_from)
+    };
+    let (end, tail, records_scanned) = recovery::scan(
+        log,
+        from,
+        shared.config.check_crc_on_recover,
+        &mut redispatch,
+    )?;
     recovery::check_not_below_confirmed(log, end, &tail, confirmed)?;
     let (bytes_zeroed, segments_deleted) =
         if abnormal || !matches!(tail, TailCase::Zeros | TailCase::SegmentClosed) {
@@ -647,13 +666,7 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
     log.publish_written(end);
     log.set_flushed(end);
     shared.flushed_tx.send_replace(end);
-    let min = log.min_offset();
-    for (_, _, queue) in shared.cqs.all() {
-        queue.truncate_from_log_offset(from)?;
-        // Retention may have deleted segments these units point into.
-        queue.delete_expired(min)?;
-    }
-    let reached = dispatch::dispatch_range(shared, from, end)?;
+    let reached = end;
     shared.dispatched.store(reached, Ordering::Release);
     shared.write_checkpoint()?;
     Ok(RecoveryReport {
