@@ -303,16 +303,17 @@ fn main() {
 
     let phases =
         std::env::var("KARMAN_BENCH_PHASES").unwrap_or_else(|_| "async,sync,restart".into());
+    let phases: Vec<&str> = phases.split(',').map(str::trim).collect();
     let dd = dd_bytes_per_sec(&dir);
     report.put("dd_mb_per_sec", format!("{:.0}", dd / 1e6));
 
-    if phases.contains("async") {
+    if phases.contains(&"async") {
         async_phase(&dir, dd, &mut report);
     }
-    if phases.contains("sync") {
+    if phases.contains(&"sync") {
         sync_phase(&dir, &mut report);
     }
-    if phases.contains("restart") && restart_gib > 0 {
+    if phases.contains(&"restart") && restart_gib > 0 {
         restart_phase(&dir, restart_gib, &mut report);
     }
     std::fs::remove_dir_all(&dir).unwrap();

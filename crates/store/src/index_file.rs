@@ -265,14 +265,14 @@ impl IndexService {
         })
     }
 
-    /// Indexes `topic#key` → `phy_offset`.
+    /// Indexes `topic#key` → `phy_offset`; `clock` names a new file when one is needed.
     pub fn put(
         &self,
         topic: &str,
         key: &str,
         phy_offset: i64,
         store_timestamp_ms: i64,
-        now_ms: i64,
+        clock: &dyn crate::clock::Clock,
     ) -> Result<()> {
         let hash = key_hash(topic, key);
         let mut files = self.files.lock();
@@ -281,7 +281,7 @@ impl IndexService {
         {
             return Ok(());
         }
-        let mut name_ms = now_ms;
+        let mut name_ms = clock.now_ms();
         let mut path = self.dir.join(format_file_timestamp(name_ms));
         while path.exists() || files.last().is_some_and(|f| f.path >= path) {
             name_ms += 1;
@@ -388,6 +388,7 @@ mod tests {
 
     #[test]
     fn query_finds_entries_in_window_across_files_and_reopen() {
+        let clock = crate::clock::ManualClock::new(5);
         let dir = tempfile::tempdir().unwrap();
         let index = IndexService::open(dir.path(), 16, 4).unwrap();
         for i in 0..7 {
@@ -397,7 +398,7 @@ mod tests {
                     if i % 2 == 0 { "even" } else { "odd" },
                     i * 100,
                     1_000_000 + i * 1000,
-                    5,
+                    &clock,
                 )
                 .unwrap();
         }
@@ -422,10 +423,11 @@ mod tests {
 
     #[test]
     fn delete_expired_keeps_the_active_file() {
+        let clock = crate::clock::ManualClock::new(5);
         let dir = tempfile::tempdir().unwrap();
         let index = IndexService::open(dir.path(), 16, 3).unwrap();
         for i in 0..6 {
-            index.put("T", "k", i * 100, 1000 + i, 5).unwrap();
+            index.put("T", "k", i * 100, 1000 + i, &clock).unwrap();
         }
         let files = index.file_count();
         assert_eq!(index.delete_expired(i64::MAX).unwrap(), files - 1);
