@@ -65,6 +65,7 @@ impl Wakeup {
 const DISK_FULL: u8 = 1;
 const WRITE_FAILED: u8 = 2;
 const SHUT_DOWN: u8 = 4;
+const READ_ONLY: u8 = 8;
 
 /// Why appends are refused, checked on every append with one atomic load.
 #[derive(Debug, Default)]
@@ -82,6 +83,8 @@ impl Flags {
             Some(Unavailable::ShutDown)
         } else if bits & WRITE_FAILED != 0 {
             Some(Unavailable::WriteFailed)
+        } else if bits & READ_ONLY != 0 {
+            Some(Unavailable::ReadOnly)
         } else {
             self.disk_full.lock().clone()
         }
@@ -89,6 +92,14 @@ impl Flags {
 
     pub fn set_write_failed(&self) {
         self.bits.fetch_or(WRITE_FAILED, Ordering::AcqRel);
+    }
+
+    fn set_read_only(&self, read_only: bool) {
+        if read_only {
+            self.bits.fetch_or(READ_ONLY, Ordering::AcqRel);
+        } else {
+            self.bits.fetch_and(!READ_ONLY, Ordering::AcqRel);
+        }
     }
 
     fn set_shut_down(&self) {
@@ -433,6 +444,12 @@ impl MessageStore {
             })
             .map_err(|_| StoreError::ShutDown)?;
         answer.await.map_err(|_| StoreError::ShutDown)?
+    }
+
+    /// Refuses (or accepts again) ordinary appends, with SERVICE_NOT_AVAILABLE /
+    /// `Unavailable::ReadOnly`: a slave takes only [`Self::append_raw`].
+    pub fn set_read_only(&self, read_only: bool) {
+        self.shared.flags.set_read_only(read_only);
     }
 
     /// Published commit-log bytes from `offset`, at most `max_bytes`, within one segment:

@@ -442,6 +442,12 @@ fn a_replica_rebuilds_queues_from_streamed_commit_log() {
     for i in 0..300 {
         rt.block_on(master.append(message("R", (i % 3) as i32, body(i, 300), &[("KEYS", "k")])));
     }
+    replica.set_read_only(true);
+    assert_eq!(
+        rt.block_on(replica.append(message("R", 0, "refused", &[])))
+            .status,
+        AppendStatus::ServiceNotAvailable(Unavailable::ReadOnly)
+    );
     let mut offset = 0;
     while let Some(chunk) = master.read_commit_log(offset, 10_000) {
         offset = rt.block_on(replica.append_raw(offset, chunk)).unwrap();
@@ -473,6 +479,7 @@ fn a_replica_rebuilds_queues_from_streamed_commit_log() {
             .len(),
         64
     );
+    replica.set_read_only(false);
     let r = rt.block_on(replica.append(message("R", 0, "after", &[])));
     assert_eq!(
         r.queue_offset,
