@@ -31,15 +31,10 @@ pub fn sync_config(dir: &Path) -> StoreConfig {
     config
 }
 
+/// Encodes properties with the protocol crate's codec.
 pub fn properties(pairs: &[(&str, &str)]) -> Bytes {
-    let mut out = String::new();
-    for (name, value) in pairs {
-        out.push_str(name);
-        out.push('\u{1}');
-        out.push_str(value);
-        out.push('\u{2}');
-    }
-    Bytes::from(out)
+    let props: karman_protocol::message::Properties = pairs.iter().copied().collect();
+    Bytes::from(props.encode())
 }
 
 pub fn message(
