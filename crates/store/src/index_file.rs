@@ -15,7 +15,6 @@
 //! hash collisions, duplicate entries written again by crash recovery, and entries that
 //! point at deleted or torn data are all harmless.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
@@ -23,7 +22,7 @@ use parking_lot::Mutex;
 
 use crate::clock::format_file_timestamp;
 use crate::error::{Result, StoreError};
-use crate::mapped_file::{be_i32, be_i64, map_mut, put_at};
+use crate::mapped_file::{be_i32, be_i64, map_mut, open_rw, put_at};
 
 const HEADER_BYTES: usize = 40;
 const SLOT_BYTES: usize = 4;
@@ -99,13 +98,7 @@ struct IndexFile {
 impl IndexFile {
     fn open(path: &Path, slot_count: usize, entry_max: usize, create: bool) -> Result<Self> {
         let bytes = HEADER_BYTES + slot_count * SLOT_BYTES + entry_max * ENTRY_BYTES;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| StoreError::io("open index", path, e))?;
+        let file = open_rw(path, create, "open index")?;
         let actual = file
             .metadata()
             .map_err(|e| StoreError::io("stat", path, e))?

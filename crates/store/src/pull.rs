@@ -5,7 +5,7 @@
 //! the page cache and the socket buffer.
 
 use bytes::Bytes;
-use karman_protocol::message::MessageView;
+use karman_protocol::message::{MessageView, property};
 
 use crate::consume_queue::{ConsumeQueue, CqUnit};
 use crate::store::MessageStore;
@@ -389,8 +389,8 @@ impl MessageStore {
             };
             let matches = MessageView::parse(&record).is_ok_and(|v| {
                 v.topic == topic
-                    && (v.property("UNIQ_KEY") == Some(key)
-                        || v.property("KEYS")
+                    && (v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == Some(key)
+                        || v.property(property::KEYS)
                             .is_some_and(|keys| keys.split(' ').any(|k| k == key)))
             });
             if matches {

@@ -11,7 +11,7 @@
 //! | `karman-maint`     | consume-queue/index flush, checkpoint, retention, disk-full flag |
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -604,13 +604,7 @@ fn abort_path(root: &std::path::Path) -> PathBuf {
 
 fn lock_store(root: &std::path::Path) -> Result<File> {
     let path = root.join("lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| StoreError::io("open lock", &path, e))?;
+    let file = crate::mapped_file::open_rw(&path, true, "open lock")?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
