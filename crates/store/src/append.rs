@@ -86,7 +86,8 @@ pub enum Unavailable {
     ShutDown,
     /// A write or fsync failed; the store turned read-only.
     WriteFailed,
-    /// The store is a replica being fed with `append_raw`.
+    /// The store was made read-only ([`crate::MessageStore::set_read_only`]), as a slave
+    /// is: only `append_raw` writes.
     ReadOnly,
 }
 

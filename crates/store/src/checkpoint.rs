@@ -15,12 +15,11 @@
 //! timestamps: `dispatchedPhyOffset` is where re-dispatch starts, `confirmPhyOffset` is the
 //! line below which an invalid record means corruption rather than a torn tail.
 
-use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
-use crate::mapped_file::{be_i64, put_at};
+use crate::mapped_file::{be_i64, open_rw, put_at};
 
 pub const CHECKPOINT_FILE_BYTES: usize = 4096;
 const CRC_AT: usize = 48;
@@ -96,12 +95,7 @@ pub(crate) fn load(root: &Path) -> Result<CheckpointState> {
 /// Writes and fsyncs the checkpoint in place (one 4 KiB page).
 pub(crate) fn store(root: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let path = path(root);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| StoreError::io("open checkpoint", &path, e))?;
+    let file = open_rw(&path, true, "open checkpoint")?;
     file.write_all_at(&checkpoint.encode(), 0)
         .and_then(|()| file.sync_data())
         .map_err(|e| StoreError::io("write checkpoint", &path, e))

@@ -12,7 +12,7 @@
 //! Concurrency: one writer (the append thread) extends the log and publishes the end with
 //! `written_offset`; readers slice only below it. `flushed_offset` is what fsync covered.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use karman_protocol::message::stored::BLANK_MAGIC;
 use parking_lot::RwLock;
 
 use crate::error::{Result, StoreError};
-use crate::mapped_file::{be_i32, map_shared_bytes};
+use crate::mapped_file::{be_i32, map_shared_bytes, open_rw};
 
 /// Bytes of the end-of-segment blank tail: size and BLANK_MAGIC.
 pub const BLANK_TAIL_BYTES: i64 = 8;
@@ -222,14 +222,20 @@ impl CommitLog {
         segment.slice(offset, i64::from(size))
     }
 
-    /// Raw published bytes from `offset` up to `max_bytes`, never past the segment's end:
-    /// what a replica streams (blank tails included).
+    /// Published whole records from `offset` (a record boundary), up to `max_bytes` but at
+    /// least one record, never past the segment's end: what a replica streams (a blank
+    /// tail is included as the segment's last "record").
     pub fn read_raw(&self, offset: i64, max_bytes: i64) -> Option<Bytes> {
         let segment = self.segment_for(offset)?;
-        let end = segment
-            .end()
-            .min(self.written_offset())
-            .min(offset.checked_add(max_bytes)?);
+        let limit = segment.end().min(self.written_offset());
+        let mut end = offset;
+        while end < limit {
+            let size = i64::from(segment.i32_at(end).filter(|s| *s > 0)?);
+            if end + size > limit || (end > offset && end + size - offset > max_bytes) {
+                break;
+            }
+            end += size;
+        }
         (end > offset)
             .then(|| segment.slice(offset, end - offset))
             .flatten()
@@ -238,13 +244,7 @@ impl CommitLog {
     /// Creates the segment that starts at `start` (the writer's roll).
     pub fn create_segment(&self, start: i64) -> Result<Arc<Segment>> {
         let path = self.dir.join(file_name(start));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::io("create segment", &path, e))?;
+        let file = open_rw(&path, true, "create segment")?;
         file.set_len(u64::try_from(self.segment_bytes).unwrap_or(0))
             .map_err(|e| StoreError::io("set_len", &path, e))?;
         file.sync_all()
@@ -333,11 +333,7 @@ impl CommitLog {
 }
 
 fn open_segment(path: &Path, start: i64, segment_bytes: i64, is_last: bool) -> Result<Segment> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| StoreError::io("open segment", path, e))?;
+    let file = open_rw(path, false, "open segment")?;
     let actual = file
         .metadata()
         .map_err(|e| StoreError::io("stat", path, e))?

@@ -14,7 +14,6 @@
 //! out, then slice the commit log.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::commit_log::{file_name, list_numbered_files};
 use crate::error::{Result, StoreError};
-use crate::mapped_file::{be_i32, be_i64, map_mut, put_at};
+use crate::mapped_file::{be_i32, be_i64, map_mut, open_rw, put_at};
 use crate::{CommitLogOffset, QueueOffset};
 
 const UNIT: i64 = 20;
@@ -356,13 +355,7 @@ fn scan_bounds(files: &[CqFile]) -> (i64, i64) {
 }
 
 fn open_cq_file(path: &Path, start_byte: i64, file_bytes: i64, create: bool) -> Result<CqFile> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| StoreError::io("open consume queue", path, e))?;
+    let file = open_rw(path, create, "open consume queue")?;
     let expected = u64::try_from(file_bytes).unwrap_or(0);
     let actual = file
         .metadata()

@@ -1,6 +1,6 @@
 //! Reput and dispatch: the thread that follows the commit log and builds consume queues
 //! and the index from it (spec semantics §1.7). Crash recovery re-dispatches through the
-//! same [`dispatch_range`], so live and recovered queues are built by one piece of code.
+//! same [`dispatch_record`], so live and recovered queues are built by one piece of code.
 //!
 //! After each record enters its consume queue the registered [`ArrivalListener`] is called
 //! on the dispatcher thread, so the broker can wake pulls held on that (topic, queue).
@@ -46,9 +46,44 @@ pub trait ArrivalListener: Send + Sync + Debug {
 /// `SCHEDULE_TOPIC_XXXX` where it is the delivery time, store time + delay(DELAY level),
 /// with levels above the table clamped to its last entry (spec semantics §5.1).
 pub fn cq_tag_code(view: &MessageView<'_>, delay_level_ms: &[i64]) -> i64 {
+    let props = DispatchProperties::of(view.properties);
+    tag_code_of(view, &props, delay_level_ms)
+}
+
+/// The properties dispatch reads, found in one pass over the string (the last occurrence
+/// of a name wins, as in a decoded map).
+#[derive(Debug, Default)]
+struct DispatchProperties<'a> {
+    tags: Option<&'a str>,
+    keys: Option<&'a str>,
+    uniq_key: Option<&'a str>,
+    delay_level: Option<&'a str>,
+}
+
+impl<'a> DispatchProperties<'a> {
+    fn of(text: &'a str) -> Self {
+        let mut found = Self::default();
+        for (name, value) in karman_protocol::message::properties::iter_pairs(text) {
+            match name {
+                property::TAGS => found.tags = Some(value),
+                property::KEYS => found.keys = Some(value),
+                property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX => found.uniq_key = Some(value),
+                property::DELAY_TIME_LEVEL => found.delay_level = Some(value),
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+fn tag_code_of(
+    view: &MessageView<'_>,
+    props: &DispatchProperties<'_>,
+    delay_level_ms: &[i64],
+) -> i64 {
     if view.topic == SCHEDULE_TOPIC {
-        let level = view
-            .property(property::DELAY_TIME_LEVEL)
+        let level = props
+            .delay_level
             .and_then(|l| l.parse::<usize>().ok())
             .unwrap_or(0);
         let delay_ms = match level {
@@ -61,12 +96,19 @@ pub fn cq_tag_code(view: &MessageView<'_>, delay_level_ms: &[i64]) -> i64 {
         };
         return view.store_timestamp_ms.saturating_add(delay_ms);
     }
-    tag_code(view.property(property::TAGS))
+    tag_code(props.tags)
 }
 
-/// Dispatches one valid record.
-fn dispatch_record(shared: &Shared, view: &MessageView<'_>, position: i64) -> Result<()> {
-    let tag_code = cq_tag_code(view, &shared.resolved.delay_level_ms);
+/// Dispatches one valid record: its consume-queue unit, its index keys (only at or past
+/// `index_from`), the arrival notification.
+pub(crate) fn dispatch_record(
+    shared: &Shared,
+    view: &MessageView<'_>,
+    position: i64,
+    index_from: i64,
+) -> Result<()> {
+    let props = DispatchProperties::of(view.properties);
+    let tag_code = tag_code_of(view, &props, &shared.resolved.delay_level_ms);
     if enters_consume_queue(view.sys_flag) {
         let queue = shared.cqs.get_or_create(view.topic, view.queue_id)?;
         queue.put(
@@ -79,17 +121,23 @@ fn dispatch_record(shared: &Shared, view: &MessageView<'_>, position: i64) -> Re
         )?;
     }
     if let Some(index) = &shared.index
+        && position >= index_from
         && sysflag::transaction_type(view.sys_flag) != sysflag::TRANSACTION_ROLLBACK_TYPE
     {
-        let now = shared.clock.now_ms();
-        let uniq = view.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
-        let keys = view.property(property::KEYS).unwrap_or("");
-        for key in uniq
+        let keys = props.keys.unwrap_or("").split(' ');
+        for key in props
+            .uniq_key
             .into_iter()
-            .chain(keys.split(' '))
+            .chain(keys)
             .filter(|k| !k.is_empty())
         {
-            index.put(view.topic, key, position, view.store_timestamp_ms, now)?;
+            index.put(
+                view.topic,
+                key,
+                position,
+                view.store_timestamp_ms,
+                &*shared.clock,
+            )?;
         }
     }
     shared
@@ -145,7 +193,7 @@ pub(crate) fn dispatch_range(shared: &Shared, from: i64, to: i64) -> Result<i64>
                 },
             });
         };
-        dispatch_record(shared, &view, position)?;
+        dispatch_record(shared, &view, position, i64::MIN)?;
         position += size;
     }
     Ok(position)

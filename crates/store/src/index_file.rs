@@ -15,7 +15,6 @@
 //! hash collisions, duplicate entries written again by crash recovery, and entries that
 //! point at deleted or torn data are all harmless.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
@@ -23,7 +22,7 @@ use parking_lot::Mutex;
 
 use crate::clock::format_file_timestamp;
 use crate::error::{Result, StoreError};
-use crate::mapped_file::{be_i32, be_i64, map_mut, put_at};
+use crate::mapped_file::{be_i32, be_i64, map_mut, open_rw, put_at};
 
 const HEADER_BYTES: usize = 40;
 const SLOT_BYTES: usize = 4;
@@ -99,13 +98,7 @@ struct IndexFile {
 impl IndexFile {
     fn open(path: &Path, slot_count: usize, entry_max: usize, create: bool) -> Result<Self> {
         let bytes = HEADER_BYTES + slot_count * SLOT_BYTES + entry_max * ENTRY_BYTES;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| StoreError::io("open index", path, e))?;
+        let file = open_rw(path, create, "open index")?;
         let actual = file
             .metadata()
             .map_err(|e| StoreError::io("stat", path, e))?
@@ -265,14 +258,14 @@ impl IndexService {
         })
     }
 
-    /// Indexes `topic#key` → `phy_offset`.
+    /// Indexes `topic#key` → `phy_offset`; `clock` names a new file when one is needed.
     pub fn put(
         &self,
         topic: &str,
         key: &str,
         phy_offset: i64,
         store_timestamp_ms: i64,
-        now_ms: i64,
+        clock: &dyn crate::clock::Clock,
     ) -> Result<()> {
         let hash = key_hash(topic, key);
         let mut files = self.files.lock();
@@ -281,7 +274,7 @@ impl IndexService {
         {
             return Ok(());
         }
-        let mut name_ms = now_ms;
+        let mut name_ms = clock.now_ms();
         let mut path = self.dir.join(format_file_timestamp(name_ms));
         while path.exists() || files.last().is_some_and(|f| f.path >= path) {
             name_ms += 1;
@@ -360,6 +353,16 @@ impl IndexService {
         Ok(deleted)
     }
 
+    /// Deletes every index file (the commit log they point into is gone).
+    pub fn destroy_all(&self) -> Result<()> {
+        let mut files = self.files.lock();
+        for file in files.drain(..) {
+            std::fs::remove_file(&file.path)
+                .map_err(|e| StoreError::io("delete index", &file.path, e))?;
+        }
+        Ok(())
+    }
+
     #[cfg(test)]
     pub fn file_count(&self) -> usize {
         self.files.lock().len()
@@ -378,6 +381,7 @@ mod tests {
 
     #[test]
     fn query_finds_entries_in_window_across_files_and_reopen() {
+        let clock = crate::clock::ManualClock::new(5);
         let dir = tempfile::tempdir().unwrap();
         let index = IndexService::open(dir.path(), 16, 4).unwrap();
         for i in 0..7 {
@@ -387,7 +391,7 @@ mod tests {
                     if i % 2 == 0 { "even" } else { "odd" },
                     i * 100,
                     1_000_000 + i * 1000,
-                    5,
+                    &clock,
                 )
                 .unwrap();
         }
@@ -412,10 +416,11 @@ mod tests {
 
     #[test]
     fn delete_expired_keeps_the_active_file() {
+        let clock = crate::clock::ManualClock::new(5);
         let dir = tempfile::tempdir().unwrap();
         let index = IndexService::open(dir.path(), 16, 3).unwrap();
         for i in 0..6 {
-            index.put("T", "k", i * 100, 1000 + i, 5).unwrap();
+            index.put("T", "k", i * 100, 1000 + i, &clock).unwrap();
         }
         let files = index.file_count();
         assert_eq!(index.delete_expired(i64::MAX).unwrap(), files - 1);

@@ -21,6 +21,18 @@ use memmap2::{Mmap, MmapMut};
 
 use crate::error::{Result, StoreError};
 
+/// Opens a store file for reading and writing, creating it when `create` (never truncating
+/// it: every store file is sized by its owner); `op` names the step in the error.
+pub(crate) fn open_rw(path: &Path, create: bool, op: &'static str) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::io(op, path, e))
+}
+
 /// Maps a whole file read-only and returns it as one shared [`Bytes`].
 pub(crate) fn map_shared_bytes(file: &File, path: &Path) -> Result<Bytes> {
     // SAFETY: a mapping is sound only if nobody truncates the file or changes mapped bytes

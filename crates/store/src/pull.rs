@@ -5,7 +5,7 @@
 //! the page cache and the socket buffer.
 
 use bytes::Bytes;
-use karman_protocol::message::MessageView;
+use karman_protocol::message::{MessageView, property};
 
 use crate::consume_queue::{ConsumeQueue, CqUnit};
 use crate::store::MessageStore;
@@ -141,6 +141,14 @@ impl Caps {
     }
 }
 
+/// A cheap check that a consume-queue unit points at the start of the record it claims
+/// (TOTALSIZE and magic), so a damaged unit can never make a pull serve other bytes.
+fn looks_like_record(bytes: &[u8], size: i32) -> bool {
+    use karman_protocol::message::stored::{MAGIC_V1, MAGIC_V2};
+    let word = |at| crate::mapped_file::be_i32(bytes, at);
+    word(0) == Some(size) && matches!(word(4), Some(MAGIC_V1 | MAGIC_V2))
+}
+
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -237,7 +245,10 @@ impl MessageStore {
             if !filter.matches_tag_code(unit.tag_code) {
                 continue;
             }
-            let Some(record) = log.read(physical, i64::from(unit.size_bytes)) else {
+            let Some(record) = log
+                .read(physical, i64::from(unit.size_bytes))
+                .filter(|r| looks_like_record(r, unit.size_bytes))
+            else {
                 if result.messages.is_empty() {
                     result.status = S::MessageWasRemoving;
                 }
@@ -271,6 +282,12 @@ impl MessageStore {
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> QueueOffset {
         self.queue(topic, queue_id)
             .map_or(QueueOffset(0), |q| q.max_offset())
+    }
+
+    /// The consume-queue unit at a queue offset (the schedule service reads delivery
+    /// times from its tag code).
+    pub fn cq_unit(&self, topic: &str, queue_id: i32, offset: QueueOffset) -> Option<CqUnit> {
+        self.queue(topic, queue_id)?.unit(offset.0)
     }
 
     /// The commit-log offset of the message at a queue offset.
@@ -372,8 +389,8 @@ impl MessageStore {
             };
             let matches = MessageView::parse(&record).is_ok_and(|v| {
                 v.topic == topic
-                    && (v.property("UNIQ_KEY") == Some(key)
-                        || v.property("KEYS")
+                    && (v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == Some(key)
+                        || v.property(property::KEYS)
                             .is_some_and(|keys| keys.split(' ').any(|k| k == key)))
             });
             if matches {

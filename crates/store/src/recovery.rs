@@ -2,11 +2,11 @@
 //! rebuild consume queues and index from the checkpoint on (spec semantics §1.6).
 //!
 //! Recovery starts at the checkpoint's `dispatchedPhyOffset` (consume queues and index are
-//! durable up to there) and walks the log forward, checking every record: magic, size,
-//! that it fits its segment, that every field parses, that PHYSICALOFFSET names its own
-//! position, and (with `checkCRCOnRecover`) the body CRC. The first record that fails ends
-//! the log. Consume-queue units at or past the start are cut and the records from the
-//! start to the end are dispatched again through the live dispatcher.
+//! durable up to there): consume-queue units at or past it are cut, then it walks the log
+//! forward, checking every record: magic, size, that it fits its segment, that every field
+//! parses, that PHYSICALOFFSET names its own position, and (with `checkCRCOnRecover`) the
+//! body CRC. Each valid record is dispatched again through the live dispatcher's
+//! `dispatch_record` in the same pass; the first record that fails ends the log.
 //!
 //! # Case table
 //!
@@ -81,6 +81,9 @@ pub struct RecoveryReport {
     pub segments_deleted: usize,
 }
 
+/// Called with every valid record the scan passes, and its position.
+pub(crate) type Visit<'v> = dyn FnMut(&MessageView<'_>, i64) -> Result<()> + 'v;
+
 /// How one position of the log reads.
 enum Step {
     Record(i64),
@@ -88,69 +91,61 @@ enum Step {
     Stop(TailCase),
 }
 
-/// Classifies the bytes at `position` of `segment` (rows 1–8).
-fn step(segment: &Segment, position: i64, check_crc: bool) -> Step {
+/// Classifies the bytes at `position` of `segment` (rows 1–8); hands a valid record to
+/// `visit` before stepping over it.
+fn step(segment: &Segment, position: i64, check_crc: bool, visit: &mut Visit<'_>) -> Result<Step> {
+    let torn = |reason: String| Ok(Step::Stop(TailCase::Torn { reason }));
     let remaining = segment.end() - position;
     let (Some(size), Some(magic)) = (segment.i32_at(position), segment.i32_at(position + 4)) else {
-        return Step::Stop(TailCase::Torn {
-            reason: "fewer than 8 bytes before the segment end".into(),
-        });
+        return torn("fewer than 8 bytes before the segment end".into());
     };
     if size == 0 && magic == 0 {
-        return Step::Stop(TailCase::Zeros);
+        return Ok(Step::Stop(TailCase::Zeros));
     }
     if magic == BLANK_MAGIC {
-        return if i64::from(size) == remaining {
-            Step::SegmentEnd
-        } else {
-            Step::Stop(TailCase::Torn {
-                reason: format!("blank tail of {size} bytes, {remaining} remain"),
-            })
-        };
+        if i64::from(size) == remaining {
+            return Ok(Step::SegmentEnd);
+        }
+        return torn(format!("blank tail of {size} bytes, {remaining} remain"));
     }
     if magic != MAGIC_V1 && magic != MAGIC_V2 {
-        return Step::Stop(TailCase::Torn {
-            reason: format!("magic {:#010X}", magic as u32),
-        });
+        return torn(format!("magic {:#010X}", magic as u32));
     }
     let size = i64::from(size);
     if size < RECORD_BYTES_MIN || size + BLANK_TAIL_BYTES > remaining {
-        return Step::Stop(TailCase::Torn {
-            reason: format!("size {size} with {remaining} bytes left"),
-        });
+        return torn(format!("size {size} with {remaining} bytes left"));
     }
     let Some(bytes) = segment.slice(position, size) else {
-        return Step::Stop(TailCase::Torn {
-            reason: "record runs past the mapping".into(),
-        });
+        return torn("record runs past the mapping".into());
     };
     let view = match MessageView::parse(&bytes) {
         Ok(view) => view,
-        Err(error) => {
-            return Step::Stop(TailCase::Torn {
-                reason: error.to_string(),
-            });
-        }
+        Err(error) => return torn(error.to_string()),
     };
     if view.physical_offset != position {
-        return Step::Stop(TailCase::Torn {
-            reason: format!(
-                "PHYSICALOFFSET {} at position {position}",
-                view.physical_offset
-            ),
-        });
+        return torn(format!(
+            "PHYSICALOFFSET {} at position {position}",
+            view.physical_offset
+        ));
     }
     if check_crc
         && let Err(karman_protocol::ProtocolError::BodyCrcMismatch { stored, computed }) =
             view.verify_body_crc()
     {
-        return Step::Stop(TailCase::CrcMismatch { stored, computed });
+        return Ok(Step::Stop(TailCase::CrcMismatch { stored, computed }));
     }
-    Step::Record(size)
+    visit(&view, position)?;
+    Ok(Step::Record(size))
 }
 
-/// Walks the log from `from`; returns the end and the row that ended it.
-pub(crate) fn scan(log: &CommitLog, from: i64, check_crc: bool) -> (i64, TailCase, u64) {
+/// Walks the log from `from`, handing every valid record to `visit`; returns the end, the
+/// row that ended it, and how many records were valid.
+pub(crate) fn scan(
+    log: &CommitLog,
+    from: i64,
+    check_crc: bool,
+    visit: &mut Visit<'_>,
+) -> Result<(i64, TailCase, u64)> {
     let mut position = from;
     let mut records = 0;
     loop {
@@ -161,15 +156,15 @@ pub(crate) fn scan(log: &CommitLog, from: i64, check_crc: bool) -> (i64, TailCas
             } else {
                 TailCase::Empty
             };
-            return (position, tail, records);
+            return Ok((position, tail, records));
         };
-        match step(&segment, position, check_crc) {
+        match step(&segment, position, check_crc, visit)? {
             Step::Record(size) => {
                 position += size;
                 records += 1;
             }
             Step::SegmentEnd => position = segment.end(),
-            Step::Stop(tail) => return (position, tail, records),
+            Step::Stop(tail) => return Ok((position, tail, records)),
         }
     }
 }

@@ -11,11 +11,11 @@
 //! | `karman-maint`     | consume-queue/index flush, checkpoint, retention, disk-full flag |
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -65,6 +65,7 @@ impl Wakeup {
 const DISK_FULL: u8 = 1;
 const WRITE_FAILED: u8 = 2;
 const SHUT_DOWN: u8 = 4;
+const READ_ONLY: u8 = 8;
 
 /// Why appends are refused, checked on every append with one atomic load.
 #[derive(Debug, Default)]
@@ -82,6 +83,8 @@ impl Flags {
             Some(Unavailable::ShutDown)
         } else if bits & WRITE_FAILED != 0 {
             Some(Unavailable::WriteFailed)
+        } else if bits & READ_ONLY != 0 {
+            Some(Unavailable::ReadOnly)
         } else {
             self.disk_full.lock().clone()
         }
@@ -89,6 +92,14 @@ impl Flags {
 
     pub fn set_write_failed(&self) {
         self.bits.fetch_or(WRITE_FAILED, Ordering::AcqRel);
+    }
+
+    fn set_read_only(&self, read_only: bool) {
+        if read_only {
+            self.bits.fetch_or(READ_ONLY, Ordering::AcqRel);
+        } else {
+            self.bits.fetch_and(!READ_ONLY, Ordering::AcqRel);
+        }
     }
 
     fn set_shut_down(&self) {
@@ -112,6 +123,8 @@ pub(crate) struct Stats {
     put_message_count: AtomicU64,
     put_message_bytes: AtomicU64,
     disk_used_ratio_ppm: AtomicU64,
+    pub flush_count: AtomicU64,
+    pub flush_us: AtomicU64,
 }
 
 impl Stats {
@@ -144,6 +157,10 @@ pub struct StoreStats {
     pub put_message_count: u64,
     pub put_message_bytes: u64,
     pub commit_log_segment_count: usize,
+    /// Commit-log fsyncs since open (under SYNC_FLUSH: group commits).
+    pub flush_count: u64,
+    /// Time spent in those fsyncs.
+    pub flush_us: u64,
 }
 
 /// What is shared between the store handle and its threads.
@@ -170,6 +187,26 @@ pub(crate) struct Shared {
     pub dispatch_stop: AtomicBool,
     pub maintenance_stop: AtomicBool,
     pub memory_total_bytes: u64,
+    /// Appends the last group commit released (see `flush::gather`).
+    pub released_by_last_flush: AtomicUsize,
+    /// SYNC_FLUSH appends with WAIT between enqueue and answer (see `flush::gather`).
+    pub sync_appends_in_flight: AtomicUsize,
+}
+
+/// Counts an append in `sync_appends_in_flight` for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -302,6 +339,8 @@ impl MessageStore {
             dispatch_stop: AtomicBool::new(false),
             maintenance_stop: AtomicBool::new(false),
             memory_total_bytes,
+            released_by_last_flush: AtomicUsize::new(0),
+            sync_appends_in_flight: AtomicUsize::new(0),
         });
         let report = recover(&shared, abnormal, checkpoint)?;
         tracing::info!(?report, "store recovered");
@@ -357,6 +396,7 @@ impl MessageStore {
             Ok(records) => records,
             Err(status) => return AppendResult::refused(status),
         };
+        let _in_flight = wait.then(|| InFlight::enter(&self.shared.sync_appends_in_flight));
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest::Append {
             topic,
@@ -404,6 +444,12 @@ impl MessageStore {
             })
             .map_err(|_| StoreError::ShutDown)?;
         answer.await.map_err(|_| StoreError::ShutDown)?
+    }
+
+    /// Refuses (or accepts again) ordinary appends, with SERVICE_NOT_AVAILABLE /
+    /// `Unavailable::ReadOnly`: a slave takes only [`Self::append_raw`].
+    pub fn set_read_only(&self, read_only: bool) {
+        self.shared.flags.set_read_only(read_only);
     }
 
     /// Published commit-log bytes from `offset`, at most `max_bytes`, within one segment:
@@ -486,6 +532,8 @@ impl MessageStore {
             put_message_count: shared.stats.put_message_count.load(Ordering::Relaxed),
             put_message_bytes: shared.stats.put_message_bytes.load(Ordering::Relaxed),
             commit_log_segment_count: shared.commit_log.segment_count(),
+            flush_count: shared.stats.flush_count.load(Ordering::Relaxed),
+            flush_us: shared.stats.flush_us.load(Ordering::Relaxed),
         }
     }
 
@@ -556,13 +604,7 @@ fn abort_path(root: &std::path::Path) -> PathBuf {
 
 fn lock_store(root: &std::path::Path) -> Result<File> {
     let path = root.join("lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| StoreError::io("open lock", &path, e))?;
+    let file = crate::mapped_file::open_rw(&path, true, "open lock")?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
@@ -588,8 +630,9 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
     if log.segment_count() == 0 {
         shared.cqs.destroy_all()?;
         if let Some(index) = &shared.index {
-            index.delete_expired(i64::MAX)?;
+            index.destroy_all()?;
         }
+        shared.write_checkpoint()?;
         return Ok(RecoveryReport {
             abnormal,
             checkpoint,
@@ -602,8 +645,27 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
         });
     }
     let (from, confirmed) = recovery::scan_start(log, &checkpoint)?;
-    let (end, tail, records_scanned) =
-        recovery::scan(log, from, shared.config.check_crc_on_recover);
+    let min = log.min_offset();
+    for (_, _, queue) in shared.cqs.all() {
+        queue.truncate_from_log_offset(from)?;
+        // Retention may have deleted segments these units point into.
+        queue.delete_expired(min)?;
+    }
+    // Without a checkpoint everything is re-dispatched; trust the index up to its last
+    // entry rather than index every record a second time.
+    let index_from = match (&checkpoint, &shared.index) {
+        (CheckpointState::Valid(_), _) | (_, None) => i64::MIN,
+        (_, Some(index)) => index.last_update().1 + 1,
+    };
+    let mut redispatch = |view: &karman_protocol::message::MessageView<'_>, position| {
+        dispatch::dispatch_record(shared, view, position, index_from)
+    };
+    let (end, tail, records_scanned) = recovery::scan(
+        log,
+        from,
+        shared.config.check_crc_on_recover,
+        &mut redispatch,
+    )?;
     recovery::check_not_below_confirmed(log, end, &tail, confirmed)?;
     let (bytes_zeroed, segments_deleted) =
         if abnormal || !matches!(tail, TailCase::Zeros | TailCase::SegmentClosed) {
@@ -615,10 +677,7 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
     log.publish_written(end);
     log.set_flushed(end);
     shared.flushed_tx.send_replace(end);
-    for (_, _, queue) in shared.cqs.all() {
-        queue.truncate_from_log_offset(from)?;
-    }
-    let reached = dispatch::dispatch_range(shared, from, end)?;
+    let reached = end;
     shared.dispatched.store(reached, Ordering::Release);
     shared.write_checkpoint()?;
     Ok(RecoveryReport {

@@ -1,0 +1,240 @@
+//! Retention and disk-full behaviour, driven by a manual clock and a fixed disk probe so
+//! that 72 hours and a full disk take milliseconds.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use karman_protocol::message::MessageView;
+use karman_store::{
+    AcceptAll, AppendStatus, Clock, DeleteMode, FixedDiskUsage, GetMessageStatus, ManualClock,
+    MessageStore, QueueOffset, StoreEnv, Unavailable,
+};
+
+const HOUR_MS: i64 = 3_600_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: MessageStore,
+    clock: Arc<ManualClock>,
+    disk: Arc<FixedDiskUsage>,
+}
+
+/// A store whose clock starts now at 03:00 UTC of today (segment mtimes are real time).
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let now = karman_store::Clock::now_ms(&karman_store::SystemClock);
+    let clock = Arc::new(ManualClock::new(now));
+    let disk = Arc::new(FixedDiskUsage::new(0.10));
+    let env = StoreEnv {
+        clock: clock.clone(),
+        disk_probe: disk.clone(),
+        arrival_listener: None,
+    };
+    let store = open_env(small_config(dir.path()), env);
+    Fixture {
+        _dir: dir,
+        store,
+        clock,
+        disk,
+    }
+}
+
+/// Fills about `segments` segments of T/0 with 1000-byte messages.
+fn fill(store: &MessageStore, segments: u64) -> u64 {
+    let rt = runtime();
+    let count = segments * 60;
+    for i in 0..count {
+        assert!(
+            rt.block_on(store.append(message("T", 0, body(i, 1000), &[("KEYS", "k")])))
+                .status
+                .is_ok()
+        );
+    }
+    settle(store);
+    count
+}
+
+/// Moves the clock to `hour`:30 UTC, `days` days from its current day.
+fn set_hour(clock: &ManualClock, days: i64, hour: i64) {
+    let day_start = clock.now_ms() - clock.now_ms().rem_euclid(24 * HOUR_MS);
+    clock.set_ms(day_start + days * 24 * HOUR_MS + hour * HOUR_MS + 30 * 60_000);
+}
+
+#[test]
+fn expired_segments_go_only_at_delete_when() {
+    let f = fixture();
+    fill(&f.store, 5);
+    let segments = f.store.runtime_stats().commit_log_segment_count;
+    set_hour(&f.clock, 3, 3);
+    let outcome = f.store.run_retention_now(false).unwrap();
+    assert_eq!(
+        (outcome.mode, outcome.segments_deleted),
+        (DeleteMode::None, 0),
+        "03:30 is not deleteWhen"
+    );
+    set_hour(&f.clock, 0, 4);
+    let outcome = f.store.run_retention_now(false).unwrap();
+    assert_eq!(
+        outcome.segments_deleted, 0,
+        "at 04:30 today nothing is 72 h old yet"
+    );
+    set_hour(&f.clock, 4, 4);
+    let outcome = f.store.run_retention_now(false).unwrap();
+    assert_eq!(outcome.mode, DeleteMode::Expired);
+    assert_eq!(
+        outcome.segments_deleted,
+        segments - 1,
+        "all but the active segment"
+    );
+    assert_eq!(f.store.runtime_stats().commit_log_segment_count, 1);
+    assert!(outcome.consume_queue_files_deleted > 0);
+}
+
+#[test]
+fn consume_queues_and_pulls_follow_the_deleted_segments() {
+    let f = fixture();
+    let count = fill(&f.store, 4);
+    let held = f
+        .store
+        .get_message("T", 0, QueueOffset(0), 1, 0, &AcceptAll)
+        .messages;
+    set_hour(&f.clock, 4, 4);
+    f.store.run_retention_now(false).unwrap();
+    let min_physical = f.store.min_physical_offset();
+    let min = f.store.min_offset_in_queue("T", 0);
+    assert!(min.0 > 0);
+    let first = f.store.get_message("T", 0, min, 1, 0, &AcceptAll);
+    assert_eq!(first.status, GetMessageStatus::Found);
+    assert!(
+        MessageView::parse(&first.messages[0])
+            .unwrap()
+            .physical_offset
+            >= min_physical
+    );
+    let too_small = f
+        .store
+        .get_message("T", 0, QueueOffset(0), 1, 0, &AcceptAll);
+    assert_eq!(
+        (too_small.status, too_small.next_begin_offset),
+        (GetMessageStatus::OffsetTooSmall, min)
+    );
+    assert_eq!(f.store.max_offset_in_queue("T", 0).0, count as i64);
+    assert!(
+        f.store
+            .query_message("T", "k", 64, 0, i64::MAX)
+            .messages
+            .iter()
+            .all(|m| { MessageView::parse(m).unwrap().physical_offset >= min_physical })
+    );
+    // A slice taken before deletion stays readable: the mapping outlives the file.
+    assert_eq!(
+        MessageView::parse(&held[0]).unwrap().body,
+        &body(0, 1000)[..]
+    );
+}
+
+#[test]
+fn usage_over_max_ratio_deletes_expired_at_once_and_forced_deletes_unexpired() {
+    let f = fixture();
+    fill(&f.store, 4);
+    set_hour(&f.clock, 4, 10);
+    f.disk.set(0.80);
+    let outcome = f.store.run_retention_now(false).unwrap();
+    assert_eq!(
+        outcome.mode,
+        DeleteMode::Expired,
+        "over diskMaxUsedSpaceRatio 75 %: no need to wait for 04"
+    );
+    assert!(outcome.segments_deleted > 0);
+    fill(&f.store, 3);
+    set_hour(&f.clock, 0, 10);
+    f.disk.set(0.86);
+    let before = f.store.runtime_stats().commit_log_segment_count;
+    let outcome = f.store.run_retention_now(false).unwrap();
+    assert_eq!(outcome.mode, DeleteMode::Forced);
+    assert_eq!(
+        outcome.segments_deleted,
+        before - 1,
+        "not expired, deleted anyway; active kept"
+    );
+}
+
+#[test]
+fn delete_file_batch_max_bounds_each_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = karman_store::Clock::now_ms(&karman_store::SystemClock);
+    let clock = Arc::new(ManualClock::new(now));
+    let mut config = small_config(dir.path());
+    config.delete_file_batch_max_count = 2;
+    let env = StoreEnv {
+        clock: clock.clone(),
+        ..StoreEnv::default()
+    };
+    let store = open_env(config, env);
+    fill(&store, 6);
+    clock.advance_ms(100 * HOUR_MS);
+    assert_eq!(store.run_retention_now(true).unwrap().segments_deleted, 2);
+    assert_eq!(store.run_retention_now(true).unwrap().segments_deleted, 2);
+}
+
+#[test]
+fn a_full_disk_refuses_appends_naming_the_ratio_until_space_returns() {
+    let f = fixture();
+    let rt = runtime();
+    f.disk.set(0.93);
+    let outcome = f.store.run_retention_now(false).unwrap();
+    assert!(outcome.disk_full);
+    let refused = rt.block_on(f.store.append(message("T", 0, "x", &[])));
+    match &refused.status {
+        AppendStatus::ServiceNotAvailable(Unavailable::DiskFull {
+            used_ratio,
+            threshold_ratio,
+            threshold_key,
+        }) => {
+            assert!((used_ratio - 0.93).abs() < 1e-6);
+            assert!((threshold_ratio - 0.90).abs() < 1e-6);
+            assert_eq!(*threshold_key, "diskSpaceWarningLevelRatio");
+        }
+        other => panic!("expected disk full, got {other:?}"),
+    }
+    let text = refused.status.to_string();
+    assert!(
+        text.contains("disk full")
+            && text.contains("0.930")
+            && text.contains("diskSpaceWarningLevelRatio"),
+        "{text}"
+    );
+    f.disk.set(0.50);
+    assert!(!f.store.run_retention_now(false).unwrap().disk_full);
+    assert!(
+        rt.block_on(f.store.append(message("T", 0, "x", &[])))
+            .status
+            .is_ok()
+    );
+    assert!((f.store.runtime_stats().disk_used_ratio - 0.5).abs() < 1e-6);
+}
+
+#[test]
+fn retention_survives_restart() {
+    let f = fixture();
+    fill(&f.store, 4);
+    set_hour(&f.clock, 4, 4);
+    f.store.run_retention_now(false).unwrap();
+    let (min, max) = (
+        f.store.min_offset_in_queue("T", 0),
+        f.store.max_offset_in_queue("T", 0),
+    );
+    f.store.shutdown().unwrap();
+    let config = small_config(f._dir.path());
+    drop(f.store);
+    let store = MessageStore::open(config).unwrap();
+    assert_eq!(
+        (
+            store.min_offset_in_queue("T", 0),
+            store.max_offset_in_queue("T", 0)
+        ),
+        (min, max)
+    );
+}
