@@ -93,6 +93,9 @@ pub struct ClientInstance {
     broker_addrs: RwLock<HashMap<String, BTreeMap<i64, String>>>,
     registry: RwLock<Registry>,
     rebalance_now: Notify,
+    /// Wakes the heartbeat task early: a route brought a broker this instance never
+    /// greeted (a transactional producer must be known before the broker checks back).
+    heartbeat_now: Notify,
     stop: CancellationToken,
     tasks: TaskTracker,
     /// Serializes route refreshes so two callers do not race each other's answers.
@@ -141,6 +144,7 @@ impl ClientInstance {
                 broker_addrs: RwLock::default(),
                 registry: RwLock::default(),
                 rebalance_now: Notify::new(),
+                heartbeat_now: Notify::new(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 route_lock: tokio::sync::Mutex::new(()),
@@ -382,11 +386,17 @@ impl ClientInstance {
         {
             return;
         }
-        {
+        let new_broker = {
             let mut addrs = self.broker_addrs.write();
+            let mut new_broker = false;
             for data in &route.broker_datas {
-                addrs.insert(data.broker_name.clone(), data.broker_addrs.clone());
+                let previous = addrs.insert(data.broker_name.clone(), data.broker_addrs.clone());
+                new_broker |= previous.as_ref() != Some(&data.broker_addrs);
             }
+            new_broker
+        };
+        if new_broker {
+            self.heartbeat_now.notify_one();
         }
         let start = fastrand::usize(..);
         let publish = Arc::new(TopicPublishInfo::from_route(topic, &route, start));
