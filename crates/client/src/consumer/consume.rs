@@ -36,8 +36,6 @@ const SEND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_TIME_CONSUME_CONTINUOUSLY: Duration = Duration::from_secs(60);
 /// Orderly: renewal period of the broker locks.
 const LOCK_RENEW_INTERVAL: Duration = Duration::from_secs(20);
-/// Orderly: a removed queue with consumption in progress is unlocked this much later.
-const UNLOCK_DELAY: Duration = Duration::from_secs(20);
 /// LOCK/UNLOCK_BATCH_MQ timeout.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -479,7 +477,9 @@ impl PushInner {
     }
 
     /// Gives up an orderly queue: unlock on the broker only once no batch of it is being
-    /// consumed, so two members never consume one queue at the same time.
+    /// consumed, so two members never consume one queue at the same time. While a batch
+    /// runs, the queue stays locked (and renewed) and the next rebalance tries again, which
+    /// is the "unlock later if a consume is in progress" rule of spec semantics.md §7.6.
     pub(crate) async fn release_orderly_queue(
         &self,
         mq: &MessageQueue,
@@ -493,41 +493,10 @@ impl PushInner {
         };
         drop(guard);
         pq.set_locked(false, Instant::now());
-        if pq.message_count() > 0 {
-            // Messages of this queue may still be cached for a retry; give the broker lock a
-            // grace period before another member may take the queue.
-            tokio::spawn(self.delayed_unlock(mq.broker_name.clone(), [mq.clone()].into()));
-        } else {
-            self.unlock_batch(&mq.broker_name, [mq.clone()].into())
-                .await;
-        }
+        self.unlock_batch(&mq.broker_name, [mq.clone()].into())
+            .await;
         info!(%mq, "orderly queue released");
         true
-    }
-
-    fn delayed_unlock(
-        &self,
-        broker: String,
-        mqs: BTreeSet<MessageQueue>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let instance = self.instance.clone();
-        let client_id = self.instance.client_id().to_owned();
-        let group = self.config.group.clone();
-        async move {
-            tokio::time::sleep(UNLOCK_DELAY).await;
-            let Some(addr) = instance.master_addr(&broker) else {
-                return;
-            };
-            let body = LockBatchRequestBody {
-                client_id,
-                consumer_group: group,
-                mq_set: mqs,
-                only_this_broker: false,
-            };
-            let request =
-                client_command(RequestCode::UnlockBatchMq).with_body(fastjson::to_vec(&body));
-            let _ = instance.invoke_broker_oneway(&addr, request).await;
-        }
     }
 
     /// CONSUME_MESSAGE_DIRECTLY: run the listener on one message an operator picked.
