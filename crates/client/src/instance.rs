@@ -77,6 +77,8 @@ pub(crate) trait ConsumerHooks: Send + Sync + 'static {
 struct Registry {
     producers: HashMap<String, Arc<dyn ProducerHooks>>,
     consumers: HashMap<String, Arc<dyn ConsumerHooks>>,
+    /// Admin handles keep the instance alive without heartbeat data of their own.
+    admins: usize,
 }
 
 /// One client instance; see the module docs.
@@ -267,10 +269,22 @@ impl ClientInstance {
         self.shutdown_if_unused().await;
     }
 
+    pub(crate) fn register_admin(&self) {
+        self.registry.write().admins += 1;
+    }
+
+    pub(crate) async fn unregister_admin(&self) {
+        {
+            let mut registry = self.registry.write();
+            registry.admins = registry.admins.saturating_sub(1);
+        }
+        self.shutdown_if_unused().await;
+    }
+
     async fn shutdown_if_unused(&self) {
         let empty = {
             let registry = self.registry.read();
-            registry.producers.is_empty() && registry.consumers.is_empty()
+            registry.producers.is_empty() && registry.consumers.is_empty() && registry.admins == 0
         };
         if !empty {
             return;

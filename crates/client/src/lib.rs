@@ -23,9 +23,11 @@
 //! This crate never knows how a broker stores anything; it only speaks the protocol.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod idempotent;
 pub mod producer;
 pub mod route;
 

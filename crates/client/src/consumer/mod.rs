@@ -6,10 +6,15 @@ mod allocate;
 mod consume;
 mod lite_pull;
 mod offset_store;
-mod process_queue;
+pub(crate) mod process_queue;
 mod pull;
 mod push;
 mod rebalance;
+
+/// Per-queue offset queries, shared with the admin API.
+pub(crate) mod pull_offsets {
+    pub(crate) use super::pull::{max_offset, min_offset, search_offset};
+}
 
 use std::future::Future;
 use std::time::Duration;

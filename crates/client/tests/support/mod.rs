@@ -538,6 +538,83 @@ impl RequestProcessor for Processor {
                 Ok(Some(ok(&request)))
             }
             RequestCode::CheckClientConfig => Ok(Some(ok(&request))),
+            RequestCode::ViewMessageById => {
+                let header: ViewMessageRequestHeader = request.decode_header()?;
+                let found = state
+                    .queues
+                    .lock()
+                    .values()
+                    .flatten()
+                    .find(|s| s.message.commit_log_offset == header.offset)
+                    .cloned();
+                match found {
+                    Some(stored) => Ok(Some(ok(&request).with_body(stored.record))),
+                    None => fail(
+                        &request,
+                        ResponseCode::SystemError,
+                        "no message at that offset",
+                    ),
+                }
+            }
+            RequestCode::QueryMessage => {
+                let header: QueryMessageRequestHeader = request.decode_header()?;
+                let found: Vec<Bytes> = state
+                    .queues
+                    .lock()
+                    .iter()
+                    .filter(|((topic, _), _)| *topic == header.topic)
+                    .flat_map(|(_, q)| q.iter())
+                    .filter(|s| {
+                        s.message.keys().any(|k| k == header.key)
+                            || s.message.properties.uniq_key() == Some(header.key.as_str())
+                    })
+                    .map(|s| s.record.clone())
+                    .collect();
+                if found.is_empty() {
+                    return fail(
+                        &request,
+                        ResponseCode::QueryNotFound,
+                        "can not find message, maybe time range not correct",
+                    );
+                }
+                Ok(Some(ok(&request).with_body(found)))
+            }
+            RequestCode::UpdateAndCreateTopic => {
+                let header: CreateTopicRequestHeader = request.decode_header()?;
+                state
+                    .topics
+                    .lock()
+                    .insert(header.topic, header.write_queue_nums);
+                state.register().await;
+                Ok(Some(ok(&request)))
+            }
+            RequestCode::GetTopicStatsInfo => {
+                let header: TopicRequestHeader = request.decode_header()?;
+                let Some(nums) = state.topics.lock().get(&header.topic).copied() else {
+                    return fail(&request, ResponseCode::TopicNotExist, "no topic");
+                };
+                let mut table = karman_protocol::body::TopicStatsTable::default();
+                for q in 0..nums {
+                    let len = state
+                        .queues
+                        .lock()
+                        .get(&(header.topic.clone(), q))
+                        .map_or(0, Vec::len) as i64;
+                    table.offset_table.insert(
+                        fastjson::ObjectKey(MessageQueue::new(
+                            header.topic.clone(),
+                            state.name.clone(),
+                            q,
+                        )),
+                        karman_protocol::body::TopicOffset {
+                            last_update_timestamp: 0,
+                            max_offset: len,
+                            min_offset: 0,
+                        },
+                    );
+                }
+                Ok(Some(ok(&request).with_body(fastjson::to_vec(&table))))
+            }
             other => fail(
                 &request,
                 ResponseCode::RequestCodeNotSupported,
