@@ -281,8 +281,7 @@ impl<L: MessageListenerConcurrently> MessageListenerConcurrently for IdempotentL
         // line up with the caller's batch: any failure retries the whole batch.
         let status = self.inner.consume_message(&todo, context).await;
         let all_ok = status == ConsumeConcurrentlyStatus::ConsumeSuccess
-            && usize::try_from(context.ack_index)
-                .map_or(false, |i| i >= todo.len().saturating_sub(1));
+            && usize::try_from(context.ack_index).is_ok_and(|i| i >= todo.len().saturating_sub(1));
         context.ack_index = i32::MAX;
         if !all_ok {
             self.release_all(&claimed).await;
@@ -354,7 +353,9 @@ mod tests {
             IdempotentListener::with_shared_store(inner, store.clone(), DedupKey::UniqKey);
         let a = message("T", 0, 0, b"a", "UNIQ_KEY\u{1}A\u{2}");
         assert_eq!(
-            listener.consume_message(&[a.clone()], &mut ctx()).await,
+            listener
+                .consume_message(std::slice::from_ref(&a), &mut ctx())
+                .await,
             ConsumeConcurrentlyStatus::ReconsumeLater
         );
         assert_eq!(
@@ -424,7 +425,7 @@ mod tests {
                 .await;
         }
         listener
-            .consume_message(&[keyless.clone()], &mut ctx())
+            .consume_message(std::slice::from_ref(&keyless), &mut ctx())
             .await;
         listener.consume_message(&[keyless], &mut ctx()).await;
         assert_eq!(

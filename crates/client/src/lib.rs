@@ -34,9 +34,11 @@ pub mod route;
 mod instance;
 mod processor;
 
+pub use admin::Admin;
 pub use config::ClientConfig;
+pub use consumer::{LitePullConsumer, PushConsumer};
 pub use error::{ClientError, Result};
 pub use instance::wall_clock_ms;
 pub use karman_protocol::body::{ConsumeFromWhere, MessageModel, MessageQueue};
 pub use karman_protocol::message::{Message, MessageExt};
-pub use producer::{Producer, SendResult, SendStatus};
+pub use producer::{Producer, SendResult, SendStatus, TransactionProducer};

@@ -146,10 +146,9 @@ fn orderly_member(
             let ownership = ownership.clone();
             async move {
                 let mq = MessageQueue::new("R", "broker-a", messages[0].queue_id);
-                if let Some(other) = ownership.inside.lock().insert(mq.clone(), member) {
-                    if other != member {
-                        ownership.violations.fetch_add(1, Ordering::SeqCst);
-                    }
+                let previous = ownership.inside.lock().insert(mq.clone(), member);
+                if previous.is_some_and(|other| other != member) {
+                    ownership.violations.fetch_add(1, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 ownership.consumed.lock().extend(

@@ -175,12 +175,11 @@ impl OffsetStore {
                 table,
             } => {
                 for (mq, offset) in table.snapshot() {
-                    if mqs.contains(&mq) {
-                        if let Err(error) =
+                    if mqs.contains(&mq)
+                        && let Err(error) =
                             update_on_broker(instance, group, &mq, offset, true).await
-                        {
-                            debug!(%mq, %error, "offset persist failed");
-                        }
+                    {
+                        debug!(%mq, %error, "offset persist failed");
                     }
                 }
                 table.retain(|mq| mqs.contains(mq));

@@ -7,16 +7,19 @@
 //!
 //! ```
 //! use karman_client::consumer::ProcessQueue;
-//! # use karman_client::MessageExt;
+//! use karman_client::MessageExt;
+//! # use bytes::Bytes;
+//! # use karman_protocol::message::StoredRecord;
 //! # fn msg(offset: i64) -> MessageExt {
-//! #     let mut m = karman_protocol::message::MessageExt::decode(&bytes::Bytes::from(
-//! #         karman_protocol::message::StoredRecord {
-//! #             topic: "T", queue_id: 0, flag: 0, queue_offset: offset, physical_offset: 0,
-//! #             sys_flag: 0, born_timestamp_ms: 0, born_host: "127.0.0.1:1".parse().unwrap(),
-//! #             store_timestamp_ms: 0, store_host: "127.0.0.1:2".parse().unwrap(),
-//! #             reconsume_times: 0, prepared_transaction_offset: 0, body: b"x", properties: b"",
-//! #         }.to_vec().unwrap())).unwrap();
-//! #     m
+//! #     let record = StoredRecord {
+//! #         topic: "T", queue_id: 0, flag: 0, queue_offset: offset, physical_offset: 0,
+//! #         sys_flag: 0, born_timestamp_ms: 0, born_host: "127.0.0.1:1".parse().unwrap(),
+//! #         store_timestamp_ms: 0, store_host: "127.0.0.1:2".parse().unwrap(),
+//! #         reconsume_times: 0, prepared_transaction_offset: 0, body: b"x", properties: b"",
+//! #     };
+//! #     let mut out = Vec::new();
+//! #     record.encode(&mut out).unwrap();
+//! #     MessageExt::decode(&Bytes::from(out)).unwrap()
 //! # }
 //! let pq = ProcessQueue::new(tokio::time::Instant::now());
 //! pq.put_messages(vec![msg(10), msg(11), msg(12)]);
