@@ -331,7 +331,9 @@ impl ClientInstance {
         let mut last = None;
         for _ in 0..count {
             let at = self.namesrv_index.load(Ordering::Relaxed) % count;
-            let addr = &self.namesrv_addrs[at];
+            let Some(addr) = self.namesrv_addrs.get(at) else {
+                break;
+            };
             match self
                 .remoting
                 .invoke(addr, request.clone(), self.config.api_timeout)

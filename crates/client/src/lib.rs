@@ -22,6 +22,8 @@
 //!
 //! This crate never knows how a broker stores anything; it only speaks the protocol.
 #![forbid(unsafe_code)]
+// Network input never unwraps: a bad answer is an error that names the broker.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
 pub mod config;

@@ -99,28 +99,7 @@ impl PullApi {
         let commit = args.commit_offset.filter(|o| *o > 0 && !slave);
         let sys_flag = pull_flag::build(commit.is_some(), true, args.post_subscription, false)
             | if args.lite { pull_flag::LITE_PULL } else { 0 };
-        let header = PullMessageRequestHeader {
-            consumer_group: args.group.to_owned(),
-            topic: args.mq.topic.clone(),
-            queue_id: args.mq.queue_id,
-            queue_offset: args.offset,
-            max_msg_nums: args.max_msg_nums,
-            sys_flag,
-            commit_offset: commit.unwrap_or(0),
-            suspend_timeout_millis: i64::try_from(args.suspend.as_millis()).unwrap_or(i64::MAX),
-            subscription: Some(args.subscription.sub_string.clone()),
-            sub_version: args.subscription.sub_version,
-            expression_type: Some(
-                args.subscription
-                    .expression_type
-                    .clone()
-                    .unwrap_or_else(|| karman_protocol::body::expression_type::TAG.to_owned()),
-            ),
-            max_msg_bytes: None,
-            request_source: None,
-            proxy_froward_client_id: None,
-            bname: Some(args.mq.broker_name.clone()),
-        };
+        let header = pull_header(&args, sys_flag, commit);
         let code = if args.lite {
             RequestCode::LitePullMessage
         } else {
@@ -162,6 +141,35 @@ impl PullApi {
 
     pub(crate) fn forget(&self, mq: &MessageQueue) {
         self.suggested.lock().remove(mq);
+    }
+}
+
+fn pull_header(
+    args: &PullArgs<'_>,
+    sys_flag: i32,
+    commit: Option<i64>,
+) -> PullMessageRequestHeader {
+    PullMessageRequestHeader {
+        consumer_group: args.group.to_owned(),
+        topic: args.mq.topic.clone(),
+        queue_id: args.mq.queue_id,
+        queue_offset: args.offset,
+        max_msg_nums: args.max_msg_nums,
+        sys_flag,
+        commit_offset: commit.unwrap_or(0),
+        suspend_timeout_millis: i64::try_from(args.suspend.as_millis()).unwrap_or(i64::MAX),
+        subscription: Some(args.subscription.sub_string.clone()),
+        sub_version: args.subscription.sub_version,
+        expression_type: Some(
+            args.subscription
+                .expression_type
+                .clone()
+                .unwrap_or_else(|| karman_protocol::body::expression_type::TAG.to_owned()),
+        ),
+        max_msg_bytes: None,
+        request_source: None,
+        proxy_froward_client_id: None,
+        bname: Some(args.mq.broker_name.clone()),
     }
 }
 

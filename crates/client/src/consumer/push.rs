@@ -567,28 +567,36 @@ impl PushInner {
         !self.is_orderly() && pq.max_span() > c.consume_concurrently_max_span
     }
 
+    /// Whether the queue may pull now: its subscription, or how long to wait (flow control,
+    /// an orderly queue not locked yet, a topic no longer subscribed).
+    fn pull_gate(
+        &self,
+        mq: &MessageQueue,
+        pq: &ProcessQueue,
+    ) -> Result<SubscriptionData, Duration> {
+        if self.must_wait(pq) {
+            return Err(FLOW_CONTROL_PAUSE);
+        }
+        if self.is_orderly() && self.is_clustering() && !pq.is_locked() {
+            return Err(self.config.pull_time_delay_when_exception);
+        }
+        self.subscription(&mq.topic)
+            .ok_or(self.config.pull_time_delay_when_exception)
+    }
+
     /// The per-queue pull loop.
     async fn pull_loop(self: Arc<Self>, mq: MessageQueue, pq: Arc<ProcessQueue>, mut offset: i64) {
         debug!(%mq, offset, "pull task started");
         while !pq.is_dropped() && !self.stop.is_cancelled() {
             pq.note_pull(Instant::now());
-            if self.must_wait(&pq) {
-                if !self.pause(FLOW_CONTROL_PAUSE).await {
-                    return;
+            let subscription = match self.pull_gate(&mq, &pq) {
+                Ok(subscription) => subscription,
+                Err(pause) => {
+                    if !self.pause(pause).await {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if self.is_orderly() && self.is_clustering() && !pq.is_locked() {
-                if !self.pause(self.config.pull_time_delay_when_exception).await {
-                    return;
-                }
-                continue;
-            }
-            let Some(subscription) = self.subscription(&mq.topic) else {
-                if !self.pause(self.config.pull_time_delay_when_exception).await {
-                    return;
-                }
-                continue;
             };
             let commit_offset = if self.is_clustering() {
                 self.offset_store.table().get(&mq)
