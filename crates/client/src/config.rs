@@ -4,6 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
+use karman_protocol::LanguageCode;
+
 use crate::error::{ClientError, Result};
 
 /// Where the NameServer is when nothing else says: the `NAMESRV_ADDR` environment variable,
@@ -42,6 +44,11 @@ pub struct ClientConfig {
     pub rebalance_interval: Duration,
     /// Timeout of ordinary broker and NameServer calls (`mqClientApiTimeout`, 3 s).
     pub api_timeout: Duration,
+    /// The `language` of every request. `JAVA` by default: Java brokers parse the name into
+    /// an enum that lacks `RUST` before 4.9.8 and reject the request (spec remoting.md
+    /// §1.4), and some broker relays (running info, consume directly) serve Java clients
+    /// only. Set `LanguageCode::Rust` to be reported as what this client is.
+    pub language: LanguageCode,
 }
 
 impl Default for ClientConfig {
@@ -56,6 +63,7 @@ impl Default for ClientConfig {
             persist_consumer_offset_interval: Duration::from_secs(5),
             rebalance_interval: Duration::from_secs(20),
             api_timeout: Duration::from_secs(3),
+            language: LanguageCode::Java,
         }
     }
 }

@@ -19,7 +19,7 @@ use karman_protocol::body::{
 use karman_protocol::header::{CheckTransactionStateRequestHeader, GetRouteInfoRequestHeader};
 use karman_protocol::message::MessageExt;
 use karman_protocol::message::id::UniqIdGenerator;
-use karman_protocol::{LanguageCode, RemotingCommand, RequestCode, ResponseCode};
+use karman_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use karman_remoting::{Channel, Dispatcher, RemotingClient};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -655,9 +655,10 @@ impl ClientInstance {
     pub(crate) async fn invoke_broker_timeout(
         &self,
         addr: &str,
-        request: RemotingCommand,
+        mut request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
+        request.language = self.config.language;
         self.remoting
             .invoke(addr, request, timeout)
             .await
@@ -681,11 +682,9 @@ impl ClientInstance {
     }
 }
 
-/// A request from this client: language RUST.
+/// A request from this client; its language is set from the instance's config when sent.
 pub(crate) fn client_command(code: RequestCode) -> RemotingCommand {
-    let mut command = RemotingCommand::request(code);
-    command.language = LanguageCode::Rust;
-    command
+    RemotingCommand::request(code)
 }
 
 pub(crate) fn command_with_header<H: serde::Serialize>(

@@ -348,7 +348,14 @@ async fn latency_fault_tolerance_isolates_a_failing_broker() {
         send_latency_fault_enable: true,
         ..group("pg")
     };
-    let producer = producer(&namesrv, config).await;
+    let mut client = fast_client(&namesrv, "DEFAULT");
+    client.language = karman_protocol::LanguageCode::Rust;
+    let producer = Producer::builder()
+        .client_config(client)
+        .producer_config(config)
+        .build()
+        .await
+        .unwrap();
     a.script_sends(&[ResponseCode::SystemBusy]);
     b.script_sends(&[ResponseCode::SystemBusy]);
     // The first send fails on one broker and succeeds on the other; that broker is now
@@ -364,6 +371,14 @@ async fn latency_fault_tolerance_isolates_a_failing_broker() {
         assert_eq!(result.queue.broker_name, healthy);
     }
     assert_eq!(a.sends() + b.sends(), sends_before + 7);
+    eventually(Duration::from_secs(3), "heartbeat", || {
+        !a.state.heartbeat_languages.lock().is_empty()
+    })
+    .await;
+    assert_eq!(
+        a.state.heartbeat_languages.lock()[0],
+        karman_protocol::LanguageCode::Rust
+    );
     producer.shutdown().await;
 }
 

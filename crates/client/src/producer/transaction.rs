@@ -337,6 +337,7 @@ async fn check_worker(
         let Ok(mut request) = command_with_header(RequestCode::EndTransaction, &answer) else {
             continue;
         };
+        request.language = core.instance.config.language;
         if state == LocalTransactionState::Unknown {
             request.remark = Some("checkLocalTransactionState return UNKNOW".into());
         }

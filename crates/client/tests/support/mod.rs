@@ -88,6 +88,8 @@ pub struct BrokerState {
     pub commit_log_offset: AtomicI64,
     pub offsets: Mutex<HashMap<(String, String, i32), i64>>,
     pub heartbeats: Mutex<Vec<HeartbeatData>>,
+    /// The `language` of every heartbeat request.
+    pub heartbeat_languages: Mutex<Vec<karman_protocol::LanguageCode>>,
     pub members: Mutex<Membership>,
     /// Answers for the next sends, before any storing.
     pub send_script: Mutex<VecDeque<ResponseCode>>,
@@ -147,6 +149,7 @@ impl FakeBroker {
             commit_log_offset: AtomicI64::new(0),
             offsets: Mutex::default(),
             heartbeats: Mutex::default(),
+            heartbeat_languages: Mutex::default(),
             members: Mutex::default(),
             send_script: Mutex::default(),
             send_delay: Mutex::new(Duration::ZERO),
@@ -665,6 +668,7 @@ async fn heartbeat(
         }
     }
     state.heartbeats.lock().push(data);
+    state.heartbeat_languages.lock().push(request.language);
     if !new_retry_topics.is_empty() {
         state.register().await;
     }
