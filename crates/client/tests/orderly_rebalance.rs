@@ -316,3 +316,73 @@ async fn concurrent_members_share_the_work_and_lose_nothing() {
         m.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn locks_are_renewed_and_a_lost_lock_stops_consumption() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let broker =
+        FakeBroker::start("broker-a", &namesrv.local_addr().to_string(), &[("L", 1)]).await;
+    let seen: Arc<Mutex<Vec<MessageExt>>> = Arc::default();
+    let seen2 = seen.clone();
+    let config = karman_client::consumer::PushConsumerConfig {
+        lock_renew_interval: Duration::from_millis(200),
+        pull_time_delay_when_exception: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let consumer = PushConsumer::builder()
+        .client_config(fast_client(&namesrv, "DEFAULT"))
+        .group("lg")
+        .consumer_config(config)
+        .subscribe("L", "*")
+        .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .listener_orderly(orderly(move |messages| {
+            let seen = seen2.clone();
+            async move {
+                seen.lock().extend(messages);
+                ConsumeOrderlyStatus::Success
+            }
+        }))
+        .start()
+        .await
+        .unwrap();
+    let mq = MessageQueue::new("L", "broker-a", 0);
+    broker.put("L", 0, b"one", &Default::default());
+    eventually(Duration::from_secs(5), "first message", || {
+        seen.lock().len() == 1
+    })
+    .await;
+    let before = broker.state.lock_requests.load(Ordering::SeqCst);
+    eventually(Duration::from_secs(3), "renewals every 200 ms", || {
+        broker.state.lock_requests.load(Ordering::SeqCst) >= before + 2
+    })
+    .await;
+
+    // Another member takes the lock (as after this client's lock expired on the broker).
+    broker.state.locks.lock().insert(
+        ("lg".into(), mq.clone()),
+        ("intruder".into(), tokio::time::Instant::now()),
+    );
+    let refused_at = broker.state.lock_requests.load(Ordering::SeqCst);
+    eventually(Duration::from_secs(3), "a renewal refused", || {
+        broker.state.lock_requests.load(Ordering::SeqCst) > refused_at
+    })
+    .await;
+    broker.put("L", 0, b"two", &Default::default());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        seen.lock().len(),
+        1,
+        "a queue whose lock is lost is not consumed"
+    );
+
+    broker.state.locks.lock().remove(&("lg".into(), mq.clone()));
+    eventually(
+        Duration::from_secs(5),
+        "consumption resumes once the lock is back",
+        || seen.lock().len() == 2,
+    )
+    .await;
+    consumer.shutdown().await;
+}

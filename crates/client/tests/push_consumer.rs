@@ -702,3 +702,56 @@ async fn brokers_can_ask_for_running_info_and_reset_offsets() {
     assert_eq!(again.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
     consumer.shutdown().await;
 }
+
+#[tokio::test]
+async fn sql92_subscriptions_are_checked_with_the_broker_at_start() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let broker =
+        FakeBroker::start("broker-a", &namesrv.local_addr().to_string(), &[("S", 1)]).await;
+    let seen = Seen::default();
+    let consumer = builder(&namesrv, "sql")
+        .subscribe_sql92("S", "region = 'eu'")
+        .listener_concurrently(recording(&seen, ConsumeConcurrentlyStatus::ConsumeSuccess))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(broker.state.client_checks.load(Ordering::SeqCst), 1);
+    let sub = broker
+        .state
+        .heartbeats
+        .lock()
+        .last()
+        .unwrap()
+        .consumer_data_set[0]
+        .subscription_data_set
+        .iter()
+        .find(|s| s.topic == "S")
+        .cloned()
+        .unwrap();
+    assert_eq!(sub.expression_type.as_deref(), Some("SQL92"));
+    assert_eq!(sub.sub_string, "region = 'eu'");
+    consumer.shutdown().await;
+
+    broker.state.refuse_sql92.store(true, Ordering::SeqCst);
+    let refused = builder(&namesrv, "sql2")
+        .subscribe_sql92("S", "region = 'eu'")
+        .listener_concurrently(recording(&seen, ConsumeConcurrentlyStatus::ConsumeSuccess))
+        .start()
+        .await;
+    let error = refused.unwrap_err();
+    assert_eq!(
+        error.response_code(),
+        Some(ResponseCode::SystemError),
+        "{error}"
+    );
+    assert!(
+        broker
+            .state
+            .unregistered
+            .lock()
+            .iter()
+            .any(|u| u.consumer_group.as_deref() == Some("sql2"))
+    );
+}

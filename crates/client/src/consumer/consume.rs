@@ -34,8 +34,6 @@ const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(5);
 const SEND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Orderly: a task yields its queue after consuming this long without a break.
 const MAX_TIME_CONSUME_CONTINUOUSLY: Duration = Duration::from_secs(60);
-/// Orderly: renewal period of the broker locks.
-const LOCK_RENEW_INTERVAL: Duration = Duration::from_secs(20);
 /// LOCK/UNLOCK_BATCH_MQ timeout.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -463,12 +461,12 @@ impl PushInner {
 
     pub(crate) fn spawn_lock_renewal(self: &Arc<Self>) {
         let this = Arc::downgrade(self);
-        let stop = self.stop.clone();
+        let (stop, period) = (self.stop.clone(), self.config.lock_renew_interval);
         self.tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(LOCK_RENEW_INTERVAL) => {}
+                    _ = tokio::time::sleep(period) => {}
                 }
                 let Some(this) = this.upgrade() else { return };
                 this.lock_all().await;

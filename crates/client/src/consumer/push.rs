@@ -91,6 +91,10 @@ pub struct PushConsumerConfig {
     pub offset_store_dir: PathBuf,
     /// How long shutdown waits for listener calls in progress.
     pub await_termination_when_shutdown: Duration,
+    /// Orderly: how often the broker locks of owned queues are renewed
+    /// (`rocketmq.client.rebalance.lockInterval`, 20 s; the client gives a lock up after
+    /// 30 s without renewal, the broker after 60 s).
+    pub lock_renew_interval: Duration,
 }
 
 impl Default for PushConsumerConfig {
@@ -116,6 +120,7 @@ impl Default for PushConsumerConfig {
             offset_store_dir: std::env::var_os("rocketmq.client.localOffsetStoreDir")
                 .map_or_else(|| home.join(".rocketmq_offsets"), PathBuf::from),
             await_termination_when_shutdown: Duration::from_secs(10),
+            lock_renew_interval: Duration::from_secs(20),
         }
     }
 }

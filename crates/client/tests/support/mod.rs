@@ -99,6 +99,9 @@ pub struct BrokerState {
     pub pulls: Mutex<Vec<PullMessageRequestHeader>>,
     pub send_backs: Mutex<Vec<ConsumerSendMsgBackRequestHeader>>,
     pub fail_send_back: AtomicBool,
+    /// CHECK_CLIENT_CONFIG answers SYSTEM_ERROR, as a broker without property filtering.
+    pub refuse_sql92: AtomicBool,
+    pub client_checks: AtomicUsize,
     pub end_transactions: Mutex<Vec<EndTransactionRequestHeader>>,
     pub locks: Mutex<HashMap<(String, MessageQueue), (String, Instant)>>,
     pub lock_requests: AtomicUsize,
@@ -158,6 +161,8 @@ impl FakeBroker {
             pulls: Mutex::default(),
             send_backs: Mutex::default(),
             fail_send_back: AtomicBool::new(false),
+            refuse_sql92: AtomicBool::new(false),
+            client_checks: AtomicUsize::new(0),
             end_transactions: Mutex::default(),
             locks: Mutex::default(),
             lock_requests: AtomicUsize::new(0),
@@ -542,7 +547,17 @@ impl RequestProcessor for Processor {
                 state.unlocks.lock().push((body.client_id, body.mq_set));
                 Ok(Some(ok(&request)))
             }
-            RequestCode::CheckClientConfig => Ok(Some(ok(&request))),
+            RequestCode::CheckClientConfig => {
+                state.client_checks.fetch_add(1, Ordering::SeqCst);
+                if state.refuse_sql92.load(Ordering::SeqCst) {
+                    return fail(
+                        &request,
+                        ResponseCode::SystemError,
+                        "The broker does not support consumer to filter message by SQL92",
+                    );
+                }
+                Ok(Some(ok(&request)))
+            }
             RequestCode::ViewMessageById => {
                 let header: ViewMessageRequestHeader = request.decode_header()?;
                 let found = state
