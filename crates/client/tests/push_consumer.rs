@@ -755,3 +755,54 @@ async fn sql92_subscriptions_are_checked_with_the_broker_at_start() {
             .any(|u| u.consumer_group.as_deref() == Some("sql2"))
     );
 }
+
+#[tokio::test]
+async fn a_stuck_listener_call_times_out_and_is_sent_back() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let broker =
+        FakeBroker::start("broker-a", &namesrv.local_addr().to_string(), &[("T", 1)]).await;
+    broker.put("T", 0, b"stuck", &[("UNIQ_KEY", "S")].into_iter().collect());
+    broker.put("T", 0, b"fine", &[("UNIQ_KEY", "F")].into_iter().collect());
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let config = karman_client::consumer::PushConsumerConfig {
+        consume_timeout: Duration::from_millis(300),
+        await_termination_when_shutdown: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let consumer = builder(&namesrv, "cg")
+        .consumer_config(config)
+        .subscribe("T", "*")
+        .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .listener_concurrently(concurrently(move |messages| {
+            let first = first.clone();
+            async move {
+                if &messages[0].body[..] == b"stuck" && first.swap(false, Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            }
+        }))
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        WAIT,
+        "the stuck message sent back with delay level 3",
+        || {
+            broker
+                .state
+                .send_backs
+                .lock()
+                .iter()
+                .any(|b| b.delay_level == 3 && b.origin_msg_id.as_deref() == Some("S"))
+        },
+    )
+    .await;
+    eventually(WAIT, "the offset moves past the stuck message", || {
+        broker.consumer_offset("cg", "T", 0) == Some(2)
+    })
+    .await;
+    consumer.shutdown().await;
+}

@@ -68,6 +68,8 @@ impl PushInner {
         if pq.is_dropped() || self.stop.is_cancelled() {
             return;
         }
+        let offsets: Vec<i64> = messages.iter().map(|m| m.queue_offset).collect();
+        pq.note_consume_started(&offsets, Instant::now());
         let started = wall_clock_ms().to_string();
         for message in &mut messages {
             message
@@ -121,6 +123,46 @@ impl PushInner {
         if !local_retry.is_empty() {
             info!(%mq, count = local_retry.len(), "send-back failed; consuming again locally in 5 s");
             self.submit_concurrently(listener, mq, pq, local_retry, LOCAL_RETRY_DELAY);
+        }
+    }
+
+    /// Concurrent mode, every `consume_timeout`: messages whose listener call started
+    /// longer ago than that are sent back (delay level 3) and dropped from the cache, so
+    /// one stuck call cannot hold the committed offset forever (Java `cleanExpiredMsg`).
+    pub(crate) fn spawn_consume_timeout_cleaner(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        let (stop, period) = (self.stop.clone(), self.config.consume_timeout);
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                let Some(this) = this.upgrade() else { return };
+                this.clean_expired_messages().await;
+            }
+        });
+    }
+
+    async fn clean_expired_messages(&self) {
+        let queues: Vec<(MessageQueue, Arc<ProcessQueue>)> = self
+            .rebalance
+            .process_queues
+            .lock()
+            .iter()
+            .map(|(mq, pq)| (mq.clone(), pq.clone()))
+            .collect();
+        for (mq, pq) in queues {
+            for message in pq.expired_head(Instant::now(), self.config.consume_timeout, 16) {
+                warn!(%mq, offset = message.queue_offset, "consume timed out; sending the message back");
+                if !self.send_message_back(&message, 3).await {
+                    break;
+                }
+                let offset = pq.remove_messages(&[message.queue_offset]);
+                if offset >= 0 && !pq.is_dropped() {
+                    self.offset_store.update(&mq, offset, true);
+                }
+            }
         }
     }
 

@@ -48,6 +48,8 @@ struct Cache {
     /// Orderly only: taken out of `messages` by the consumer, not yet committed.
     consuming: BTreeMap<i64, MessageExt>,
     bytes: usize,
+    /// Concurrent mode: when the listener got each message still cached.
+    consume_started: BTreeMap<i64, Instant>,
     max_offset_seen: i64,
     last_pull: Option<Instant>,
     last_lock: Option<Instant>,
@@ -115,12 +117,38 @@ impl ProcessQueue {
             if let Some(message) = cache.messages.remove(offset) {
                 cache.bytes = cache.bytes.saturating_sub(message.body.len());
             }
+            cache.consume_started.remove(offset);
         }
         cache.last_consume = None;
         match cache.messages.keys().next() {
             Some(first) => *first,
             None => cache.max_offset_seen + 1,
         }
+    }
+
+    /// Concurrent mode: the listener got these messages at `now`.
+    pub fn note_consume_started(&self, offsets: &[i64], now: Instant) {
+        let mut cache = self.cache.lock();
+        for offset in offsets {
+            if cache.messages.contains_key(offset) {
+                cache.consume_started.insert(*offset, now);
+            }
+        }
+    }
+
+    /// Concurrent mode: the oldest cached messages, at most `max`, whose consumption
+    /// started more than `timeout` ago (`consumeTimeout`); stops at the first that did not.
+    pub fn expired_head(&self, now: Instant, timeout: Duration, max: usize) -> Vec<MessageExt> {
+        let cache = self.cache.lock();
+        cache
+            .messages
+            .iter()
+            .take(max)
+            .map_while(|(offset, message)| {
+                let started = cache.consume_started.get(offset)?;
+                (now.saturating_duration_since(*started) > timeout).then(|| message.clone())
+            })
+            .collect()
     }
 
     pub fn message_count(&self) -> usize {
@@ -207,6 +235,7 @@ impl ProcessQueue {
         let mut cache = self.cache.lock();
         cache.messages.clear();
         cache.consuming.clear();
+        cache.consume_started.clear();
         cache.bytes = 0;
         cache.max_offset_seen = -1;
     }
@@ -346,6 +375,28 @@ pub(crate) mod tests {
             pq.put_messages(msgs(&[6])),
             "the flag was released when the cache ran dry"
         );
+    }
+
+    #[test]
+    fn consume_timeout_picks_the_stuck_head_only() {
+        let start = Instant::now();
+        let pq = ProcessQueue::new(start);
+        pq.put_messages(msgs(&[1, 2, 3]));
+        pq.note_consume_started(&[1, 2], start);
+        pq.note_consume_started(&[3], start + Duration::from_secs(10));
+        let later = start + Duration::from_secs(16);
+        let expired: Vec<i64> = pq
+            .expired_head(later, Duration::from_secs(15), 16)
+            .iter()
+            .map(|m| m.queue_offset)
+            .collect();
+        assert_eq!(expired, [1, 2]);
+        assert!(
+            pq.expired_head(start + Duration::from_secs(5), Duration::from_secs(15), 16)
+                .is_empty()
+        );
+        pq.remove_messages(&[1]);
+        assert_eq!(pq.expired_head(later, Duration::from_secs(15), 1).len(), 1);
     }
 
     #[test]

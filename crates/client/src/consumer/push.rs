@@ -91,6 +91,9 @@ pub struct PushConsumerConfig {
     pub offset_store_dir: PathBuf,
     /// How long shutdown waits for listener calls in progress.
     pub await_termination_when_shutdown: Duration,
+    /// Concurrent mode: a listener call older than this has its messages sent back and
+    /// released (`consumeTimeout`, 15 min); also the period of that check.
+    pub consume_timeout: Duration,
     /// Orderly: how often the broker locks of owned queues are renewed
     /// (`rocketmq.client.rebalance.lockInterval`, 20 s; the client gives a lock up after
     /// 30 s without renewal, the broker after 60 s).
@@ -121,6 +124,7 @@ impl Default for PushConsumerConfig {
                 .map_or_else(|| home.join(".rocketmq_offsets"), PathBuf::from),
             await_termination_when_shutdown: Duration::from_secs(10),
             lock_renew_interval: Duration::from_secs(20),
+            consume_timeout: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -507,6 +511,9 @@ impl PushInner {
         self.instance.send_heartbeat_to_all_brokers().await;
         if self.is_orderly() && self.is_clustering() {
             self.spawn_lock_renewal();
+        }
+        if !self.is_orderly() && self.is_clustering() {
+            self.spawn_consume_timeout_cleaner();
         }
         self.instance.rebalance_immediately();
         Ok(())
