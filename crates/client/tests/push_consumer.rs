@@ -806,3 +806,55 @@ async fn a_stuck_listener_call_times_out_and_is_sent_back() {
     .await;
     consumer.shutdown().await;
 }
+
+#[tokio::test]
+async fn topic_thresholds_are_split_over_the_owned_queues() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let broker =
+        FakeBroker::start("broker-a", &namesrv.local_addr().to_string(), &[("G", 2)]).await;
+    fill(&broker, "G", 2, 100, "x");
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate2 = gate.clone();
+    let config = karman_client::consumer::PushConsumerConfig {
+        pull_batch_size: 4,
+        pull_threshold_for_topic: Some(10),
+        consume_thread_count: 1,
+        await_termination_when_shutdown: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let consumer = builder(&namesrv, "topicflow")
+        .consumer_config(config)
+        .subscribe("G", "*")
+        .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .listener_concurrently(concurrently(move |_| {
+            let gate = gate2.clone();
+            async move {
+                let _ = gate.acquire().await;
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            }
+        }))
+        .start()
+        .await
+        .unwrap();
+    eventually(WAIT, "both queues pulled", || {
+        let pulls = broker.state.pulls.lock();
+        (0..2).all(|q| pulls.iter().any(|p| p.topic == "G" && p.queue_id == q))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for q in 0..2 {
+        let pulls = broker
+            .state
+            .pulls
+            .lock()
+            .iter()
+            .filter(|p| p.topic == "G" && p.queue_id == q)
+            .count();
+        // 10 for the topic over 2 queues = 5 each: two pulls of 4 fill a queue's share.
+        assert!(pulls <= 2, "queue {q} pulled {pulls} times");
+    }
+    gate.add_permits(1000);
+    consumer.shutdown().await;
+}

@@ -75,6 +75,11 @@ pub struct PushConsumerConfig {
     pub pull_threshold_for_queue: usize,
     /// Cached body MiB per queue before its pulls pause (`pullThresholdSizeForQueue`).
     pub pull_threshold_size_for_queue_mib: usize,
+    /// When set, caps cached messages over all queues of a topic: each queue gets this
+    /// divided by the topic's queue count (`pullThresholdForTopic`, off by default).
+    pub pull_threshold_for_topic: Option<usize>,
+    /// The same for body MiB (`pullThresholdSizeForTopic`, off by default).
+    pub pull_threshold_size_for_topic_mib: Option<usize>,
     /// Concurrent mode: largest offset span cached before pulls pause.
     pub consume_concurrently_max_span: i64,
     /// −1: 16 for concurrent listeners, unbounded for orderly ones.
@@ -114,6 +119,8 @@ impl Default for PushConsumerConfig {
             pull_interval: Duration::ZERO,
             pull_threshold_for_queue: 1000,
             pull_threshold_size_for_queue_mib: 100,
+            pull_threshold_for_topic: None,
+            pull_threshold_size_for_topic_mib: None,
             consume_concurrently_max_span: 2000,
             max_reconsume_times: -1,
             suspend_current_queue_time: Duration::from_millis(1000),
@@ -568,15 +575,38 @@ impl PushInner {
         self.rebalance.subscriptions.read().get(topic).cloned()
     }
 
-    /// Flow control (spec semantics.md §7.4): whether this queue must wait before pulling.
-    fn must_wait(&self, pq: &ProcessQueue) -> bool {
+    /// The per-queue cache limits (messages, bytes): the queue settings, or the topic
+    /// settings divided over the topic's owned queues (spec semantics.md §7.4).
+    fn queue_thresholds(&self, topic: &str) -> (usize, usize) {
         let c = &self.config;
-        if pq.message_count() > c.pull_threshold_for_queue
-            || pq.message_bytes() > c.pull_threshold_size_for_queue_mib * 1024 * 1024
-        {
+        let mut count = c.pull_threshold_for_queue;
+        let mut bytes = c.pull_threshold_size_for_queue_mib * 1024 * 1024;
+        if c.pull_threshold_for_topic.is_some() || c.pull_threshold_size_for_topic_mib.is_some() {
+            let queues = self
+                .rebalance
+                .process_queues
+                .lock()
+                .keys()
+                .filter(|mq| mq.topic == topic)
+                .count()
+                .max(1);
+            if let Some(topic_count) = c.pull_threshold_for_topic {
+                count = (topic_count / queues).max(1);
+            }
+            if let Some(topic_mib) = c.pull_threshold_size_for_topic_mib {
+                bytes = (topic_mib * 1024 * 1024 / queues).max(1);
+            }
+        }
+        (count, bytes)
+    }
+
+    /// Flow control (spec semantics.md §7.4): whether this queue must wait before pulling.
+    fn must_wait(&self, mq: &MessageQueue, pq: &ProcessQueue) -> bool {
+        let (count_max, bytes_max) = self.queue_thresholds(&mq.topic);
+        if pq.message_count() > count_max || pq.message_bytes() > bytes_max {
             return true;
         }
-        !self.is_orderly() && pq.max_span() > c.consume_concurrently_max_span
+        !self.is_orderly() && pq.max_span() > self.config.consume_concurrently_max_span
     }
 
     /// Whether the queue may pull now: its subscription, or how long to wait (flow control,
@@ -586,7 +616,7 @@ impl PushInner {
         mq: &MessageQueue,
         pq: &ProcessQueue,
     ) -> Result<SubscriptionData, Duration> {
-        if self.must_wait(pq) {
+        if self.must_wait(mq, pq) {
             return Err(FLOW_CONTROL_PAUSE);
         }
         if self.is_orderly() && self.is_clustering() && !pq.is_locked() {
