@@ -225,8 +225,9 @@ impl ProcessQueue {
     /// Orderly: gives up the "task scheduled" flag; returns whether messages arrived that
     /// need a new task.
     pub fn finish_consuming(&self) -> bool {
+        // `take_messages` already cleared the flag when it found the cache empty; if a
+        // pull put messages in since and scheduled a task, that task owns them.
         let cache = self.cache.lock();
-        self.consuming.store(false, Ordering::Release);
         !cache.messages.is_empty() && !self.consuming.swap(true, Ordering::AcqRel)
     }
 

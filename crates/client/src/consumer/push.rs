@@ -703,8 +703,15 @@ impl PushInner {
     async fn offset_moved(&self, mq: &MessageQueue, pq: &Arc<ProcessQueue>, next_offset: i64) {
         warn!(%mq, next_offset, "pull offset out of range; moving to the broker's offset");
         pq.set_dropped();
-        self.offset_store.update(mq, next_offset, false);
-        self.offset_store.persist(mq).await;
+        // Wait for the broker to store it: the rebalance about to re-take the queue reads
+        // the offset back from there.
+        if let Err(error) = self
+            .offset_store
+            .update_and_persist_sync(mq, next_offset)
+            .await
+        {
+            warn!(%mq, %error, "cannot store the corrected offset; the next pull corrects it again");
+        }
         self.rebalance.process_queues.lock().remove(mq);
         self.pull_api.forget(mq);
         self.instance.rebalance_immediately();
