@@ -232,6 +232,77 @@ pub struct ConsumeMessageDirectlyResult {
     pub spent_time_mills: i64,
 }
 
+/// One process queue of a consumer as GET_CONSUMER_RUNNING_INFO reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProcessQueueInfo {
+    pub cached_msg_count: i32,
+    pub cached_msg_max_offset: i64,
+    pub cached_msg_min_offset: i64,
+    #[serde(rename = "cachedMsgSizeInMiB")]
+    pub cached_msg_size_in_mib: i32,
+    pub commit_offset: i64,
+    /// Spelled this way by Java.
+    pub droped: bool,
+    pub last_consume_timestamp: i64,
+    pub last_lock_timestamp: i64,
+    pub last_pull_timestamp: i64,
+    pub locked: bool,
+    pub transaction_msg_count: i32,
+    pub transaction_msg_max_offset: i64,
+    pub transaction_msg_min_offset: i64,
+    pub try_unlock_times: i64,
+}
+
+/// Per-topic consumption rates in GET_CONSUMER_RUNNING_INFO.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumeStatus {
+    pub consume_failed_msgs: i64,
+    #[serde(rename = "consumeFailedTPS")]
+    pub consume_failed_tps: f64,
+    #[serde(rename = "consumeOKTPS")]
+    pub consume_ok_tps: f64,
+    #[serde(rename = "consumeRT")]
+    pub consume_rt: f64,
+    #[serde(rename = "pullRT")]
+    pub pull_rt: f64,
+    #[serde(rename = "pullTPS")]
+    pub pull_tps: f64,
+}
+
+/// GET_CONSUMER_RUNNING_INFO answer of a client (spec §3.12, §4.6); queue-keyed maps use
+/// fastjson's object keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerRunningInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jstack: Option<String>,
+    pub mq_pop_table: BTreeMap<ObjectKey<MessageQueue>, serde_json::Value>,
+    pub mq_table: BTreeMap<ObjectKey<MessageQueue>, ProcessQueueInfo>,
+    pub properties: BTreeMap<String, String>,
+    pub status_table: BTreeMap<String, ConsumeStatus>,
+    pub subscription_set: BTreeSet<SubscriptionDataOrd>,
+    pub user_consumer_info: BTreeMap<String, String>,
+}
+
+/// A [`SubscriptionData`] ordered by topic, so a set of them serializes deterministically.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SubscriptionDataOrd(pub SubscriptionData);
+
+impl Ord for SubscriptionDataOrd {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.0.topic, &self.0.sub_string).cmp(&(&other.0.topic, &other.0.sub_string))
+    }
+}
+
+impl PartialOrd for SubscriptionDataOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +337,36 @@ mod tests {
             text.contains(r#""offsetTable":{"topic@group":{0:12,1:7}}"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn consumer_running_info_round_trips_with_object_keys() {
+        let mut info = ConsumerRunningInfo::default();
+        info.properties
+            .insert("consumeType".into(), "CONSUME_PASSIVELY".into());
+        info.mq_table.insert(
+            ObjectKey(MessageQueue::new("T", "broker-a", 1)),
+            ProcessQueueInfo {
+                cached_msg_count: 3,
+                commit_offset: 7,
+                locked: true,
+                ..ProcessQueueInfo::default()
+            },
+        );
+        info.subscription_set
+            .insert(SubscriptionDataOrd(SubscriptionData::from_tag_expression(
+                "T", "*", 1,
+            )));
+        let text = String::from_utf8(fastjson::to_vec(&info)).unwrap();
+        assert!(
+            text.contains(
+                r#"{"brokerName":"broker-a","queueId":1,"topic":"T"}:{"cachedMsgCount":3"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#""cachedMsgSizeInMiB":0"#), "{text}");
+        let back: ConsumerRunningInfo = fastjson::from_slice(text.as_bytes(), "info").unwrap();
+        assert_eq!(back, info);
     }
 
     #[test]

@@ -88,6 +88,22 @@ impl Message {
         self
     }
 
+    /// 5.x timer message: deliver at an absolute epoch time (`TIMER_DELIVER_MS`). The broker
+    /// floors it to its 1 s precision and refuses more than 3 days ahead (spec §7.4).
+    pub fn with_deliver_timestamp_ms(mut self, deliver_timestamp_ms: i64) -> Self {
+        self.properties
+            .insert(property::TIMER_DELIVER_MS, deliver_timestamp_ms.to_string());
+        self
+    }
+
+    /// 5.x timer message: deliver this many milliseconds after the broker stores it
+    /// (`TIMER_DELAY_MS`). A delay level, if also set, wins on the broker.
+    pub fn with_delay_ms(mut self, delay_ms: i64) -> Self {
+        self.properties
+            .insert(property::TIMER_DELAY_MS, delay_ms.to_string());
+        self
+    }
+
     pub fn tags(&self) -> Option<&str> {
         self.properties.tags()
     }
@@ -132,5 +148,17 @@ mod tests {
         assert_eq!(msg.properties.get("KEYS"), Some("k1 k2"));
         assert_eq!(msg.delay_level(), 3);
         assert!(msg.wait_store_msg_ok());
+    }
+
+    #[test]
+    fn timer_setters_use_the_5x_property_keys() {
+        let msg = Message::new("T", "b")
+            .with_deliver_timestamp_ms(1_700_000_000_000)
+            .with_delay_ms(1500);
+        assert_eq!(
+            msg.properties.get("TIMER_DELIVER_MS"),
+            Some("1700000000000")
+        );
+        assert_eq!(msg.properties.get("TIMER_DELAY_MS"), Some("1500"));
     }
 }
