@@ -34,6 +34,10 @@ use crate::processor::{Dispatcher, not_supported};
 const INLINE_BODY_BYTES_MAX: usize = 16 * 1024;
 /// How much the writer gathers before one vectored write.
 const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Below this many queued commands the writer yields once to gather more into one write.
+const COALESCE_COUNT_TARGET: usize = 16;
+/// How many times it yields for that, at most.
+const COALESCE_YIELDS_MAX: usize = 2;
 /// IoSlices per `write_vectored` call (Linux caps iovecs at 1024).
 const IOVECS_MAX: usize = 256;
 /// Read buffer growth step.
@@ -282,9 +286,21 @@ impl Channel {
             };
             let Some(first) = first else { break };
             let mut batched_bytes = stage(first, &mut staging, &mut chunks);
+            let mut staged_count = 1usize;
+            let mut yields = 0;
             while batched_bytes < WRITE_BATCH_BYTES_MAX {
                 match outbound.try_recv() {
-                    Ok(next) => batched_bytes += stage(next, &mut staging, &mut chunks),
+                    Ok(next) => {
+                        batched_bytes += stage(next, &mut staging, &mut chunks);
+                        staged_count += 1;
+                    }
+                    // One write syscall on loopback costs about as much as handling a
+                    // whole request: when other commands are being prepared right now,
+                    // let them finish once so they share this write.
+                    Err(_) if yields < COALESCE_YIELDS_MAX && staged_count < COALESCE_COUNT_TARGET => {
+                        yields += 1;
+                        tokio::task::yield_now().await;
+                    }
                     Err(_) => break,
                 }
             }
