@@ -14,8 +14,12 @@ pub struct Received {
     /// Which consumer got it (tests with several consumers label them).
     pub consumer: String,
     pub body: String,
-    /// The client message id (`UNIQ_KEY`).
+    /// The client message id (`UNIQ_KEY`), what Java's `MessageExt.getMsgId()` returns to
+    /// a listener. `rocketmq-client-rust` 1.0.0 hands listeners a plain `MessageExt`
+    /// whose `msg_id()` is the offset message id, so this is read from the property.
     pub msg_id: String,
+    /// The offset message id (store host + commit-log offset) the client decoded.
+    pub offset_msg_id: String,
     /// The topic as the client reports it (the original topic for retried messages).
     pub topic: String,
     pub tags: Option<String>,
@@ -41,7 +45,11 @@ impl Received {
                 .body()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default(),
-            msg_id: msg.msg_id().to_string(),
+            msg_id: msg
+                .properties()
+                .get("UNIQ_KEY")
+                .map_or_else(|| msg.msg_id().to_string(), |id| id.to_string()),
+            offset_msg_id: msg.msg_id().to_string(),
             topic: msg.topic().to_string(),
             tags: msg.get_tags().map(|t| t.to_string()),
             queue_id: msg.queue_id(),

@@ -442,6 +442,19 @@ pub fn unique(kind: &str) -> String {
     )
 }
 
+/// An error with its whole source chain, for assertion messages (the client's errors
+/// redact their text in `Debug` and keep it in the source).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Bodies `prefix-0` … `prefix-(n-1)`.
 pub fn bodies(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()

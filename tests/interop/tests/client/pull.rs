@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use karman_interop_tests::{Cluster, PROMPT, unique};
+use karman_interop_tests::{Cluster, PROMPT, error_chain, unique};
 use rocketmq_client_rust::{
     ClientOptions, DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPullConsumer, PullStatus,
 };
@@ -62,11 +62,19 @@ async fn pull_consumer_reads_from_explicit_offsets() {
         .build()
         .expect("pull consumer");
     consumer.start().await.expect("pull consumer starts");
-    assert_eq!(consumer.min_offset(&queue).await.expect("min offset"), 0);
-    assert_eq!(
-        consumer.max_offset(&queue).await.expect("max offset"),
-        MESSAGES
-    );
+    // The queues as the client learns them from the route.
+    let mut queues = consumer
+        .fetch_subscribe_message_queues(&topic)
+        .await
+        .unwrap_or_else(|e| panic!("queues of {topic}: {}", error_chain(&e)));
+    queues.sort_by_key(MessageQueue::queue_id);
+    assert_eq!(queues.len(), 2);
+    assert_eq!(queues[0], queue);
+    let other_queue = queues[1].clone();
+    let min = consumer.min_offset(&queue).await;
+    assert_eq!(min.map_err(|e| error_chain(&e)), Ok(0), "min offset");
+    let max = consumer.max_offset(&queue).await;
+    assert_eq!(max.map_err(|e| error_chain(&e)), Ok(MESSAGES), "max offset");
 
     let middle = consumer.pull(&queue, "*", 3, 4).await.expect("pull at 3");
     assert_eq!(
@@ -125,7 +133,6 @@ async fn pull_consumer_reads_from_explicit_offsets() {
     );
     assert_eq!(beyond.next_begin_offset(), u64::try_from(MESSAGES).unwrap());
 
-    let other_queue = MessageQueue::from_parts(&topic, cluster.broker_name(), 1);
     let empty = consumer
         .pull(&other_queue, "*", 0, 32)
         .await
@@ -162,7 +169,15 @@ async fn assign_consumer(
         .await
         .expect("assign expression");
     consumer.start().await.expect("lite pull consumer starts");
-    consumer.assign(vec![queue.clone()]).await.expect("assign");
+    let queues = consumer
+        .fetch_message_queues(queue.topic().as_str())
+        .await
+        .unwrap_or_else(|e| panic!("queues: {}", error_chain(&e)));
+    assert_eq!(queues, vec![queue.clone()], "the route has the one queue");
+    consumer
+        .assign(vec![queue.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("assign: {}", error_chain(&e)));
     consumer
 }
 
@@ -215,7 +230,10 @@ async fn committed_offsets_survive_a_consumer_restart_and_a_broker_restart() {
 
     // Read from an explicit offset, then commit one.
     let consumer = assign_consumer(&cluster, &group, &queue).await;
-    consumer.seek(&queue, 2).await.expect("seek");
+    consumer
+        .seek(&queue, 2)
+        .await
+        .unwrap_or_else(|e| panic!("seek: {}", error_chain(&e)));
     let polled = first_poll(&consumer).await;
     assert_eq!(
         polled.first().map(String::as_str),

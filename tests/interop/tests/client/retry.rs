@@ -134,8 +134,8 @@ async fn reconsume_later_redelivers_with_reconsume_times_and_ends_in_the_dlq() {
     assert_eq!(dead.body().unwrap_or_default().as_ref(), b"always");
     assert_eq!(dead.topic().as_str(), dlq);
     assert_eq!(
-        dead.msg_id().as_str(),
-        ids["always"],
+        dead.property("UNIQ_KEY"),
+        Some(ids["always"].as_str()),
         "the DLQ copy keeps the client msgId"
     );
     assert_eq!(dead.reconsume_times(), MAX_RECONSUME_TIMES + 1);

@@ -18,6 +18,8 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
     // Sync: every send answers SEND_OK with both ids and a queue of the topic.
     let sync_bodies = bodies("sync", 8);
     let mut sent_ids = BTreeSet::new();
+    // body → offsetMsgId the broker answered, to check against what the consumer decodes.
+    let mut offset_ids = std::collections::BTreeMap::new();
     for body in &sync_bodies {
         let result = producer
             .send(message(&topic, "Sync", body))
@@ -37,6 +39,10 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
                 .as_deref()
                 .is_some_and(|id| id.len() == 32),
             "offsetMsgId must be 32 hex chars: {result:?}"
+        );
+        offset_ids.insert(
+            body.clone(),
+            result.offset_msg_id.clone().expect("offsetMsgId"),
         );
         sent_ids.insert(result.msg_id.expect("msgId").to_string());
     }
@@ -95,12 +101,19 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
         .map(str::to_owned)
         .collect();
     assert_eq!(batch_ids.len(), batch_bodies.len(), "{result:?}");
-    let offset_ids = result.offset_msg_id.clone().unwrap_or_default();
+    let batch_offset_ids: Vec<String> = result
+        .offset_msg_id
+        .clone()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
-        offset_ids.split(',').count(),
+        batch_offset_ids.len(),
         batch_bodies.len(),
         "one offsetMsgId per batched message: {result:?}"
     );
+    offset_ids.extend(batch_bodies.iter().cloned().zip(batch_offset_ids));
     sent_ids.extend(batch_ids);
 
     let expected: Vec<String> = [sync_bodies, async_bodies, oneway_bodies, batch_bodies].concat();
@@ -143,6 +156,12 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
         "delivered msgIds are the ids the sends returned"
     );
     for r in &received {
+        if let Some(offset_id) = offset_ids.get(&r.body) {
+            assert_eq!(
+                &r.offset_msg_id, offset_id,
+                "the offsetMsgId of the send response locates the delivered message: {r:?}"
+            );
+        }
         assert_eq!(r.topic, topic);
         assert_eq!(r.reconsume_times, 0);
         let expected_tag = match r.body.split('-').next() {
