@@ -46,9 +46,16 @@ async fn delay_level_2_is_delivered_after_5_s_and_by_7_s() {
         .await
         .expect("send")
         .expect("send result");
-    let msg_id = result.msg_id.expect("msgId").to_string();
+    let msg_id = result.msg_id.clone().expect("msgId").to_string();
+    let queue_id = result.message_queue.as_ref().expect("queue").queue_id();
 
-    assert_delivered_in_window(&collector, "delayed-level-2", &msg_id, sent_at, due_after).await;
+    let delivered =
+        assert_delivered_in_window(&collector, "delayed-level-2", &msg_id, sent_at, due_after)
+            .await;
+    assert_eq!(
+        delivered.queue_id, queue_id,
+        "the response names the target queue"
+    );
     consumer.shutdown().await;
     let mut producer = producer;
     producer.shutdown().await;
@@ -96,9 +103,15 @@ async fn timer_message_for_now_plus_3_s_is_delivered_after_3_s_and_by_5_s() {
         .await
         .expect("send")
         .expect("send result");
-    let msg_id = result.msg_id.expect("msgId").to_string();
+    let msg_id = result.msg_id.clone().expect("msgId").to_string();
+    let queue_id = result.message_queue.as_ref().expect("queue").queue_id();
 
-    assert_delivered_in_window(&collector, "timer-3s", &msg_id, sent_at, due_after).await;
+    let delivered =
+        assert_delivered_in_window(&collector, "timer-3s", &msg_id, sent_at, due_after).await;
+    assert_eq!(
+        delivered.queue_id, queue_id,
+        "the response names the target queue"
+    );
     consumer.shutdown().await;
     let mut producer = producer;
     producer.shutdown().await;
@@ -127,7 +140,7 @@ async fn assert_delivered_in_window(
     msg_id: &str,
     sent_at: Instant,
     due_after: Duration,
-) {
+) -> karman_interop_tests::Received {
     let by = due_after + SLACK;
     let arrived = collector
         .wait_until(by + Duration::from_secs(10), |all| {
@@ -155,4 +168,5 @@ async fn assert_delivered_in_window(
     eprintln!(
         "[interop] {body} delivered {after:?} after the send (window {due_after:?}..={by:?})"
     );
+    delivered[0].clone()
 }

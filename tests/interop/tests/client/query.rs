@@ -117,10 +117,7 @@ async fn query_by_key_and_by_message_id_return_the_message() {
     let by_key = query_until(&mut producer, &topic, &key, window, "the keyed message").await;
     // The client hands back plain `MessageExt`s whose `msg_id()` is the offset id; the
     // client id (what Java's getMsgId returns) is the UNIQ_KEY property.
-    assert_eq!(
-        by_key.property("UNIQ_KEY").as_deref(),
-        Some(msg_id.as_str())
-    );
+    assert_eq!(by_key.property("UNIQ_KEY"), Some(msg_id.as_str()));
     assert_eq!(by_key.msg_id().as_str(), offset_msg_id);
     let by_second_key = query_until(
         &mut producer,
@@ -130,10 +127,7 @@ async fn query_by_key_and_by_message_id_return_the_message() {
         "the keyed message",
     )
     .await;
-    assert_eq!(
-        by_second_key.property("UNIQ_KEY").as_deref(),
-        Some(msg_id.as_str())
-    );
+    assert_eq!(by_second_key.property("UNIQ_KEY"), Some(msg_id.as_str()));
 
     let unknown = producer
         .query_message(&topic, "no-such-key", 32, begin, end)
@@ -151,10 +145,7 @@ async fn query_by_key_and_by_message_id_return_the_message() {
         .await
         .expect("view by offsetMsgId");
     assert_eq!(body(&viewed), "the keyed message");
-    assert_eq!(
-        viewed.property("UNIQ_KEY").as_deref(),
-        Some(msg_id.as_str())
-    );
+    assert_eq!(viewed.property("UNIQ_KEY"), Some(msg_id.as_str()));
     assert_eq!(viewed.msg_id().as_str(), offset_msg_id);
     assert_eq!(viewed.topic().as_str(), topic);
     assert_eq!(
@@ -164,10 +155,7 @@ async fn query_by_key_and_by_message_id_return_the_message() {
 
     // By client message id (UNIQ_KEY, through the index).
     let by_uniq = view_until(&mut producer, &topic, &msg_id, "the keyed message").await;
-    assert_eq!(
-        by_uniq.property("UNIQ_KEY").as_deref(),
-        Some(msg_id.as_str())
-    );
+    assert_eq!(by_uniq.property("UNIQ_KEY"), Some(msg_id.as_str()));
     assert_eq!(by_uniq.msg_id().as_str(), offset_msg_id);
 
     producer.shutdown().await;

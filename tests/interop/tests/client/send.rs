@@ -20,6 +20,8 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
     let mut sent_ids = BTreeSet::new();
     // body → offsetMsgId the broker answered, to check against what the consumer decodes.
     let mut offset_ids = std::collections::BTreeMap::new();
+    // body → (queue id, queue offset) the broker answered.
+    let mut positions = std::collections::BTreeMap::new();
     for body in &sync_bodies {
         let result = producer
             .send(message(&topic, "Sync", body))
@@ -44,6 +46,7 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
             body.clone(),
             result.offset_msg_id.clone().expect("offsetMsgId"),
         );
+        positions.insert(body.clone(), (queue.queue_id(), result.queue_offset));
         sent_ids.insert(result.msg_id.expect("msgId").to_string());
     }
 
@@ -114,6 +117,18 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
         "one offsetMsgId per batched message: {result:?}"
     );
     offset_ids.extend(batch_bodies.iter().cloned().zip(batch_offset_ids));
+    // A batch lands in one queue at consecutive offsets from the answered one.
+    let batch_queue = result
+        .message_queue
+        .as_ref()
+        .expect("batch queue")
+        .queue_id();
+    for (i, body) in batch_bodies.iter().enumerate() {
+        positions.insert(
+            body.clone(),
+            (batch_queue, result.queue_offset + u64::try_from(i).unwrap()),
+        );
+    }
     sent_ids.extend(batch_ids);
 
     let expected: Vec<String> = [sync_bodies, async_bodies, oneway_bodies, batch_bodies].concat();
@@ -156,6 +171,13 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
         "delivered msgIds are the ids the sends returned"
     );
     for r in &received {
+        if let Some(&(queue_id, queue_offset)) = positions.get(&r.body) {
+            assert_eq!(
+                (r.queue_id, u64::try_from(r.queue_offset).unwrap()),
+                (queue_id, queue_offset),
+                "delivered where the send response said it was stored: {r:?}"
+            );
+        }
         if let Some(offset_id) = offset_ids.get(&r.body) {
             assert_eq!(
                 &r.offset_msg_id, offset_id,
