@@ -81,37 +81,49 @@ async fn timer_message_for_now_plus_3_s_is_delivered_after_3_s_and_by_5_s() {
     let producer = producer(&cluster, &unique("timer_pg")).await;
     send_and_wait_ready(&producer, &topic, &collector).await;
 
+    // The three ways to ask for "in 3 s": an absolute time (TIMER_DELIVER_MS), and relative
+    // seconds or milliseconds (TIMER_DELAY_SEC, TIMER_DELAY_MS), which count from when the
+    // broker receives the send.
     let due_after = Duration::from_secs(3);
-    // Read the monotonic clock first: the wall-clock due time is then at least 3 s after
-    // `sent_at`.
-    let sent_at = Instant::now();
-    let now_ms = u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis(),
-    )
-    .expect("ms fit u64");
-    let message = Message::builder()
-        .topic(topic.as_str())
-        .tags("T")
-        .body_slice(b"timer-3s")
-        .deliver_time_ms(now_ms + 3_000)
-        .build_unchecked();
-    let result = producer
-        .send(message)
-        .await
-        .expect("send")
-        .expect("send result");
-    let msg_id = result.msg_id.clone().expect("msgId").to_string();
-    let queue_id = result.message_queue.as_ref().expect("queue").queue_id();
-
-    let delivered =
-        assert_delivered_in_window(&collector, "timer-3s", &msg_id, sent_at, due_after).await;
-    assert_eq!(
-        delivered.queue_id, queue_id,
-        "the response names the target queue"
-    );
+    let mut sent = Vec::new();
+    for trigger in ["deliver-ms", "delay-sec", "delay-ms"] {
+        let body = format!("timer-3s-{trigger}");
+        // Read the monotonic clock first: the wall-clock due time is then at least 3 s
+        // after `sent_at`.
+        let sent_at = Instant::now();
+        let now_ms = u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_millis(),
+        )
+        .expect("ms fit u64");
+        let builder = Message::builder()
+            .topic(topic.as_str())
+            .tags("T")
+            .body_slice(body.as_bytes());
+        let builder = match trigger {
+            "deliver-ms" => builder.deliver_time_ms(now_ms + 3_000),
+            "delay-sec" => builder.delay_secs(3),
+            _ => builder.delay_millis(3_000),
+        };
+        let result = producer
+            .send(builder.build_unchecked())
+            .await
+            .expect("send")
+            .expect("send result");
+        let msg_id = result.msg_id.clone().expect("msgId").to_string();
+        let queue_id = result.message_queue.as_ref().expect("queue").queue_id();
+        sent.push((body, msg_id, queue_id, sent_at));
+    }
+    for (body, msg_id, queue_id, sent_at) in sent {
+        let delivered =
+            assert_delivered_in_window(&collector, &body, &msg_id, sent_at, due_after).await;
+        assert_eq!(
+            delivered.queue_id, queue_id,
+            "the response names the target queue"
+        );
+    }
     consumer.shutdown().await;
     let mut producer = producer;
     producer.shutdown().await;
