@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use karman_interop_tests::{Cluster, PROMPT, error_chain, unique};
+use karman_interop_tests::{Cluster, Collector, PROMPT, error_chain, unique};
 use rocketmq_client_rust::{
     ClientOptions, DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPullConsumer, PullStatus,
 };
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use tokio::time::Instant;
 
-use super::{client_config, message, producer};
+use super::{client_config, message, producer, recording_consumer};
 
 const MESSAGES: i64 = 10;
 
@@ -280,4 +280,73 @@ async fn committed_offsets_survive_a_consumer_restart_and_a_broker_restart() {
     );
     consumer.shutdown().await;
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_push_consumer_resumes_after_what_its_group_consumed() {
+    let mut cluster = Cluster::start("resume").await;
+    let topic = unique("ResumeTopic");
+    cluster.create_topic(&topic, 2).await;
+    let group = unique("resume_cg");
+    let mut producer = producer(&cluster, &unique("resume_pg")).await;
+    // First life: consume the first ten; shutdown persists the group's offsets.
+    send_ten(&producer, &topic, "first").await;
+    let first = Collector::new();
+    let mut consumer =
+        recording_consumer(&cluster, &group, "first", &topic, "*", &first, |b| b).await;
+    assert!(first.wait_count(10, PROMPT).await, "{:?}", first.bodies());
+    consumer.shutdown().await;
+
+    // Second life after a consumer restart: only what was sent since.
+    send_ten(&producer, &topic, "second").await;
+    let second = Collector::new();
+    let mut consumer =
+        recording_consumer(&cluster, &group, "second", &topic, "*", &second, |b| b).await;
+    assert!(second.wait_count(10, PROMPT).await, "{:?}", second.bodies());
+    let _ = second
+        .wait_until(Duration::from_secs(2), |all| all.len() > 10)
+        .await;
+    consumer.shutdown().await;
+    let mut got = second.bodies();
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("second-{i}")).collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "a restarted consumer resumes at the committed offsets"
+    );
+
+    // Third life after a broker restart.
+    cluster.restart_broker(&topic).await;
+    let mut producer2 = super::producer(&cluster, &unique("resume_pg2")).await;
+    send_ten(&producer2, &topic, "third").await;
+    let third = Collector::new();
+    let mut consumer =
+        recording_consumer(&cluster, &group, "third", &topic, "*", &third, |b| b).await;
+    assert!(third.wait_count(10, PROMPT).await, "{:?}", third.bodies());
+    let _ = third
+        .wait_until(Duration::from_secs(2), |all| all.len() > 10)
+        .await;
+    consumer.shutdown().await;
+    let mut got = third.bodies();
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("third-{i}")).collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "offsets committed before a broker restart still hold"
+    );
+    producer.shutdown().await;
+    producer2.shutdown().await;
+    cluster.shutdown().await;
+}
+
+async fn send_ten(producer: &DefaultMQProducer, topic: &str, prefix: &str) {
+    for i in 0..10 {
+        producer
+            .send(message(topic, "R", &format!("{prefix}-{i}")))
+            .await
+            .expect("send")
+            .expect("send result");
+    }
 }
