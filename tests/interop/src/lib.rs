@@ -116,6 +116,7 @@ pub struct Cluster {
     namesrv_addr: String,
     admin: RemotingClient,
     logs: LogBuffer,
+    started_at: Instant,
     // Dropped last: the nodes' files live here.
     dir: tempfile::TempDir,
 }
@@ -185,6 +186,7 @@ impl Cluster {
             namesrv_addr,
             admin: RemotingClient::new(ClientConfig::default(), Dispatcher::new()),
             logs,
+            started_at: Instant::now(),
             dir,
         };
         cluster.start_broker().await;
@@ -364,6 +366,11 @@ impl Cluster {
                 .await
                 .expect("namesrv shutdown task");
         }
+        eprintln!(
+            "[interop] cluster {} stopped after {:.1?}",
+            self.name,
+            self.started_at.elapsed()
+        );
     }
 }
 

@@ -350,3 +350,56 @@ async fn send_ten(producer: &DefaultMQProducer, topic: &str, prefix: &str) {
             .expect("send result");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribing_lite_pull_consumer_polls_every_message_once() {
+    let cluster = Cluster::start("litesub").await;
+    let topic = unique("LiteSubTopic");
+    cluster.create_topic(&topic, 4).await;
+    let mut producer = producer(&cluster, &unique("litesub_pg")).await;
+    send_ten(&producer, &topic, "lite").await;
+
+    let group = unique("litesub_cg");
+    let consumer = DefaultLitePullConsumer::builder(karman_interop_tests::client_runtime(&group))
+        .client_options(ClientOptions::from(client_config(&cluster, "litesub")))
+        .consumer_group(group.clone())
+        .pull_batch_size(4)
+        .poll_timeout_millis(1_000)
+        // The client's shutdown waits for its held pulls to come back; the default 20 s
+        // hold would make this test wait that long for nothing.
+        .broker_suspend_max_time_millis(2_000)
+        .auto_commit(true)
+        .build()
+        .expect("lite pull consumer");
+    consumer
+        .subscribe_with_expression(&topic, "R")
+        .await
+        .expect("subscribe");
+    consumer.start().await.expect("lite pull consumer starts");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PROMPT;
+    while got.len() < 10 && Instant::now() < deadline {
+        got.extend(
+            consumer
+                .poll_with_timeout(1_000)
+                .await
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.body().unwrap_or_default()).into_owned()),
+        );
+    }
+    // Anything more would be a duplicate.
+    got.extend(
+        consumer
+            .poll_with_timeout(1_000)
+            .await
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.body().unwrap_or_default()).into_owned()),
+    );
+    consumer.shutdown().await;
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("lite-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every message once");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
