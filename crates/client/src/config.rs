@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
-use karman_protocol::LanguageCode;
+use karman_protocol::{LanguageCode, SerializeType};
 
 use crate::error::{ClientError, Result};
 
@@ -49,6 +49,18 @@ pub struct ClientConfig {
     /// §1.4), and some broker relays (running info, consume directly) serve Java clients
     /// only. Set `LanguageCode::Rust` to be reported as what this client is.
     pub language: LanguageCode,
+    /// Header encoding of every request. JSON by default, like Java; the environment
+    /// variable `ROCKETMQ_SERIALIZE_TYPE=ROCKETMQ` switches to the binary header, as it
+    /// does for Java clients (RocketMQ's benchmark tools use it).
+    pub serialize_type: SerializeType,
+}
+
+/// Java's `ROCKETMQ_SERIALIZE_TYPE`: `ROCKETMQ` selects the binary header.
+fn default_serialize_type() -> SerializeType {
+    match std::env::var("ROCKETMQ_SERIALIZE_TYPE") {
+        Ok(value) if value.eq_ignore_ascii_case("ROCKETMQ") => SerializeType::RocketMq,
+        _ => SerializeType::Json,
+    }
 }
 
 impl Default for ClientConfig {
@@ -64,6 +76,7 @@ impl Default for ClientConfig {
             rebalance_interval: Duration::from_secs(20),
             api_timeout: Duration::from_secs(3),
             language: LanguageCode::Java,
+            serialize_type: default_serialize_type(),
         }
     }
 }

@@ -138,7 +138,13 @@ impl ClientInstance {
                 config: config.clone(),
                 uniq_ids: UniqIdGenerator::new(ip, std::process::id(), fastrand::u32(..)),
                 client_id: client_id.clone(),
-                remoting: RemotingClient::new(karman_remoting::ClientConfig::default(), dispatcher),
+                remoting: RemotingClient::new(
+                    karman_remoting::ClientConfig {
+                        request_serialize_type: config.serialize_type,
+                        ..karman_remoting::ClientConfig::default()
+                    },
+                    dispatcher,
+                ),
                 namesrv_addrs,
                 namesrv_index: AtomicUsize::new(start),
                 routes: RwLock::default(),

@@ -373,6 +373,7 @@ impl Writer {
         for (reply, result) in replies.drain(..) {
             let _ = reply.send(result);
         }
+        crate::dispatch::dispatch_after_write(&self.shared);
     }
 
     fn write_buffer(&mut self) -> Result<()> {

@@ -199,19 +199,52 @@ pub(crate) fn dispatch_range(shared: &Shared, from: i64, to: i64) -> Result<i64>
     Ok(position)
 }
 
-/// The dispatcher thread: follows `written_offset` until shutdown, then drains.
+/// Dispatches everything written but not yet dispatched. Returns false when the range
+/// could not be finished (an unreadable record), true otherwise.
+fn dispatch_pending(shared: &Shared) -> bool {
+    loop {
+        let end = shared.commit_log.written_offset();
+        let from = shared.dispatched.load(Ordering::Acquire);
+        if from >= end {
+            return true;
+        }
+        match dispatch_range(shared, from, end) {
+            Ok(reached) => shared.dispatched.store(reached, Ordering::Release),
+            Err(error) => {
+                tracing::error!(%error, "dispatch stopped at an unreadable record");
+                return false;
+            }
+        }
+    }
+}
+
+/// Called by the writer right after a batch reached the log: it dispatches the batch
+/// itself, so a write costs no wake-up of another thread. When the dispatcher thread holds
+/// the lock (catching up), the writer rings it instead.
+pub(crate) fn dispatch_after_write(shared: &Shared) {
+    match shared.dispatch_lock.try_lock() {
+        Some(_dispatching) => {
+            if !dispatch_pending(shared) {
+                shared.dispatch_wakeup.notify();
+            }
+        }
+        None => shared.dispatch_wakeup.notify(),
+    }
+}
+
+/// The dispatcher thread: a fallback that follows `written_offset` until shutdown, then
+/// drains; normally the writer has dispatched already.
 pub(crate) fn run(shared: &Shared) {
     loop {
         let stopping = shared.dispatch_stop.load(Ordering::Acquire);
-        let end = shared.commit_log.written_offset();
-        let from = shared.dispatched.load(Ordering::Acquire);
-        if from < end {
-            match dispatch_range(shared, from, end) {
-                Ok(reached) => shared.dispatched.store(reached, Ordering::Release),
-                Err(error) => {
-                    tracing::error!(%error, "dispatch stopped at an unreadable record");
-                    shared.dispatch_wakeup.wait(Duration::from_millis(1000));
-                }
+        let behind = shared.dispatched.load(Ordering::Acquire) < shared.commit_log.written_offset();
+        if behind {
+            let finished = {
+                let _dispatching = shared.dispatch_lock.lock();
+                dispatch_pending(shared)
+            };
+            if !finished {
+                shared.dispatch_wakeup.wait(Duration::from_millis(1000));
             }
             continue;
         }

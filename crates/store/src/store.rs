@@ -178,6 +178,9 @@ pub(crate) struct Shared {
     pub stats: Stats,
     /// Commit-log offset up to which consume queues and index are built.
     pub dispatched: AtomicI64,
+    /// Held by whoever is dispatching: the writer right after a batch, or the dispatcher
+    /// thread when the writer found it busy.
+    pub dispatch_lock: Mutex<()>,
     pub last_dispatched_timestamp_ms: AtomicI64,
     pub flushed_tx: watch::Sender<i64>,
     pub flush_wakeup: Wakeup,
@@ -212,7 +215,6 @@ impl Drop for InFlight<'_> {
 impl Shared {
     /// Called by the writer after publishing a batch.
     pub fn wake_after_write(&self) {
-        self.dispatch_wakeup.notify();
         if self.config.flush_disk_type == FlushDiskType::SyncFlush {
             self.flush_wakeup.notify();
         }
@@ -327,6 +329,7 @@ impl MessageStore {
             flags: Flags::default(),
             stats: Stats::default(),
             dispatched: AtomicI64::new(0),
+            dispatch_lock: Mutex::new(()),
             last_dispatched_timestamp_ms: AtomicI64::new(match checkpoint {
                 CheckpointState::Valid(cp) => cp.logics_msg_timestamp_ms,
                 _ => 0,

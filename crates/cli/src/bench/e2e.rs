@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use karman_client::PushConsumer;
+use karman_client::{Message, Producer, PushConsumer};
 
 use super::CommonArgs;
 use super::producer::{ProducerArgs, SendMode};
@@ -16,9 +16,10 @@ pub struct E2eArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Topic to send to and consume from.
-    #[arg(short = 't', long, default_value = "BenchmarkE2e")]
-    pub topic: String,
+    /// Topic to send to and consume from (default: a new topic for each run, so the
+    /// consumer sees only this run's messages).
+    #[arg(short = 't', long)]
+    pub topic: Option<String>,
 
     /// Messages per second.
     #[arg(long = "rate", default_value_t = 10_000)]
@@ -41,13 +42,26 @@ pub struct E2eArgs {
     pub group: String,
 }
 
-pub async fn run(args: E2eArgs) -> anyhow::Result<Summary> {
+pub async fn run(mut args: E2eArgs) -> anyhow::Result<Summary> {
+    let topic = args
+        .topic
+        .take()
+        .unwrap_or_else(|| format!("BenchmarkE2e_{}", karman_client::wall_clock_ms()));
+    // The topic must exist before the consumer looks up its route, or the consumer would
+    // only find it at its next route refresh.
+    let warm_up = Producer::builder()
+        .client_config(args.common.client_config()?)
+        .group(format!("{}_warmup", args.group))
+        .build()
+        .await?;
+    warm_up.send(Message::new(topic.clone(), "warm-up")).await?;
+    warm_up.shutdown().await;
     let reporter = Arc::new(Reporter::new(Columns::Consumer));
     let (listener, _reached) = super::consumer::listener(reporter.clone(), 0, None);
     let consumer = PushConsumer::builder()
-        .namesrv_addr(args.common.namesrv()?)
+        .client_config(args.common.client_config()?)
         .group(args.group.clone())
-        .subscribe(args.topic.clone(), "*")
+        .subscribe(topic.clone(), "*")
         .consume_thread_count(8)
         .listener_concurrently(listener)
         .start()
@@ -57,7 +71,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<Summary> {
             json: true,
             ..args.common.clone()
         },
-        topic: args.topic.clone(),
+        topic: topic.clone(),
         threads: args.threads,
         size: args.size,
         keys: false,

@@ -45,6 +45,16 @@ pub struct CommonArgs {
     /// Print one JSON object with the summary as the last line.
     #[arg(long)]
     pub json: bool,
+
+    /// Request header encoding: ROCKETMQ (binary, what RocketMQ's benchmark uses) or JSON.
+    #[arg(long = "serialize-type", value_enum, default_value_t = HeaderEncoding::Rocketmq)]
+    pub serialize_type: HeaderEncoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeaderEncoding {
+    Rocketmq,
+    Json,
 }
 
 impl CommonArgs {
@@ -52,7 +62,24 @@ impl CommonArgs {
         self.namesrv_addr
             .clone()
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| crate::ConfigProblem("no NameServer address: pass -n host:port or set NAMESRV_ADDR".to_owned()).into())
+            .ok_or_else(|| {
+                crate::ConfigProblem(
+                    "no NameServer address: pass -n host:port or set NAMESRV_ADDR".to_owned(),
+                )
+                .into()
+            })
+    }
+
+    /// The client settings every producer and consumer of the run uses.
+    pub fn client_config(&self) -> anyhow::Result<karman_client::ClientConfig> {
+        Ok(karman_client::ClientConfig {
+            namesrv_addr: self.namesrv()?,
+            serialize_type: match self.serialize_type {
+                HeaderEncoding::Rocketmq => karman_protocol::SerializeType::RocketMq,
+                HeaderEncoding::Json => karman_protocol::SerializeType::Json,
+            },
+            ..karman_client::ClientConfig::default()
+        })
     }
 
     pub fn report_interval(&self) -> Duration {

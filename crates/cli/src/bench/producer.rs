@@ -80,7 +80,11 @@ pub struct ProducerArgs {
 
 impl ProducerArgs {
     fn mode(&self) -> SendMode {
-        if self.async_send { SendMode::Async } else { self.mode }
+        if self.async_send {
+            SendMode::Async
+        } else {
+            self.mode
+        }
     }
 }
 
@@ -93,7 +97,11 @@ fn classify(counters: &Counters, error: &ClientError) {
         ClientError::SendFailed { last, .. } => matches!(**last, ClientError::Broker { .. }),
         _ => false,
     };
-    let counter = if broker_answer { &counters.response_failed } else { &counters.send_failed };
+    let counter = if broker_answer {
+        &counters.response_failed
+    } else {
+        &counters.send_failed
+    };
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -127,7 +135,12 @@ impl Quota {
                     if granted == 0 {
                         return 0;
                     }
-                    match left.compare_exchange_weak(current, current - granted, Ordering::Relaxed, Ordering::Relaxed) {
+                    match left.compare_exchange_weak(
+                        current,
+                        current - granted,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
                         Ok(_) => return granted,
                         Err(actual) => current = actual,
                     }
@@ -139,7 +152,7 @@ impl Quota {
 
 pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
     let producer = Producer::builder()
-        .namesrv_addr(args.common.namesrv()?)
+        .client_config(args.common.client_config()?)
         .group(args.group.clone())
         .build()
         .await?;
@@ -159,7 +172,7 @@ pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
     });
     let body = Bytes::from(vec![b'k'; args.size]);
     let started = Instant::now();
-    let mut workers = Vec::with_capacity(args.threads);
+    let workers = tokio_util::task::TaskTracker::new();
     for worker in 0..args.threads {
         let context = Worker {
             args: args.clone(),
@@ -172,9 +185,10 @@ pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
             bar: bar.clone(),
             sequence_base: worker as u64 * 1_000_000_000,
         };
-        workers.push(tokio::spawn(context.run()));
+        workers.spawn(context.run());
     }
-    let all_done = futures::future::join_all(workers);
+    workers.close();
+    let all_done = workers.wait();
     let deadline = super::deadline(args.duration_secs);
     let stop_on = stop.clone();
     let finished = async move {
@@ -186,10 +200,16 @@ pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
     };
     super::print_header(&args.common, &reporter, bar.as_ref());
     reporter
-        .tick_until(args.common.report_interval(), |line| super::print_line(&args.common, bar.as_ref(), line), finished)
+        .tick_until(
+            args.common.report_interval(),
+            |line| super::print_line(&args.common, bar.as_ref(), line),
+            finished,
+        )
         .await;
     stop.cancel();
     let measured = started.elapsed();
+    // Sends already under way finish before the producer goes.
+    workers.wait().await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -224,7 +244,9 @@ impl Worker {
             if let Some(pacer) = &self.pacer {
                 pacer.wait(n).await;
             }
-            let messages: Vec<Message> = (0..n).map(|i| build_message(&self.args, &self.body, sequence + i)).collect();
+            let messages: Vec<Message> = (0..n)
+                .map(|i| build_message(&self.args, &self.body, sequence + i))
+                .collect();
             sequence += n;
             let bytes = self.body.len() * messages.len();
             let sent_at = Instant::now();
@@ -236,7 +258,8 @@ impl Worker {
                     Ok(handle) => {
                         in_flight.push(async move { (handle.await, sent_at, bytes) });
                         while in_flight.len() >= ASYNC_IN_FLIGHT_PER_WORKER {
-                            self.finish_one(&mut in_flight, &mut recorder, &counters).await;
+                            self.finish_one(&mut in_flight, &mut recorder, &counters)
+                                .await;
                         }
                         continue;
                     }
@@ -246,7 +269,8 @@ impl Worker {
             self.account(result, sent_at, bytes, n, &mut recorder, &counters);
         }
         while !in_flight.is_empty() {
-            self.finish_one(&mut in_flight, &mut recorder, &counters).await;
+            self.finish_one(&mut in_flight, &mut recorder, &counters)
+                .await;
         }
     }
 
@@ -256,7 +280,13 @@ impl Worker {
         recorder: &mut hdrhistogram::sync::Recorder<u64>,
         counters: &Counters,
     ) where
-        F: std::future::Future<Output = (karman_client::Result<karman_client::SendResult>, Instant, usize)>,
+        F: std::future::Future<
+                Output = (
+                    karman_client::Result<karman_client::SendResult>,
+                    Instant,
+                    usize,
+                ),
+            >,
     {
         use futures::StreamExt as _;
         if let Some((result, sent_at, bytes)) = in_flight.next().await {
