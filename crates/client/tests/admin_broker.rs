@@ -190,6 +190,29 @@ async fn topic_configs_pulls_resets_and_connections() {
     assert!(admin.producer_connection("nobody", "T").await.is_err());
     assert!(admin.consumer_connection_at(&addr, "cg").await.is_err());
 
+    // A lite pull member reports the queues it holds through the broker relay.
+    let consumer = karman_client::LitePullConsumer::builder()
+        .client_config(client(&namesrv))
+        .group("cg")
+        .build()
+        .await
+        .unwrap();
+    consumer.subscribe("T", "*").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let connection = loop {
+        match admin.consumer_connection("cg").await {
+            Ok(found) => break found,
+            Err(error) if tokio::time::Instant::now() > deadline => panic!("{error}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let client_id = &connection.connection_set.first().unwrap().client_id;
+    let info = admin.consumer_running_info("cg", client_id).await.unwrap();
+    let held: Vec<i32> = info.mq_table.keys().map(|mq| mq.0.queue_id).collect();
+    assert_eq!(held, [0, 1]);
+    assert_eq!(info.subscription_set.len(), 1);
+    consumer.shutdown().await;
+
     producer.shutdown().await;
     admin.shutdown().await;
     broker.shutdown().await;
