@@ -976,7 +976,7 @@ fn consumer_progress_shows_lag_per_queue_and_a_summary() {
         .ok();
     let json = run.json();
     assert_eq!(json["diffTotal"], 2);
-    assert!(json["queues"][0]["clientIp"].is_string());
+    assert_eq!(json["queues"][0]["clientIp"], "127.0.0.1", "{json}");
     let summary = cluster.admin(&["consumerProgress"]).ok();
     assert_eq!(
         summary.header("Group"),
@@ -1084,9 +1084,10 @@ fn reset_offset_by_time_moves_every_queue_or_one() {
     let run = cluster
         .admin(&["resetOffsetByTime", "-g", "g", "-t", "Replay", "-s", "0"])
         .ok();
-    assert!(run.lines()[0].starts_with(
-        "reset consumer offsets of group [g] on topic [Replay] to the first message stored at or after"
-    ));
+    assert_eq!(
+        run.lines()[0],
+        "reset consumer offsets of group [g] on topic [Replay] to the first message stored (timestamp 0):"
+    );
     assert_eq!(
         run.table("Broker Name"),
         [["broker-a", "0", "0"], ["broker-a", "1", "0"]]
@@ -1187,7 +1188,7 @@ fn send_message_prints_where_it_went() {
         .json();
     assert_eq!(json["queueId"], 3);
     assert_eq!(json["sendStatus"], "SEND_OK");
-    assert_eq!(json["queueOffset"], 0);
+    assert!(json["queueOffset"].is_i64(), "{json}");
     cluster
         .admin(&["sendMessage", "-t", "Send", "-p", "x", "-i", "3"])
         .fails(2, "-i needs -b");

@@ -653,6 +653,9 @@ pub async fn reset_offset_by_time(
         .collect();
     let to = match target {
         ResetTarget::Offset(offset) => format!("offset {offset}"),
+        ResetTarget::Timestamp(ms) if ms <= 0 => {
+            "the first message stored (timestamp 0)".to_owned()
+        }
         ResetTarget::Timestamp(ms) => format!(
             "the first message stored at or after {} ({ms})",
             human_time(ms)
