@@ -419,8 +419,11 @@ fn update_topic_on_one_broker_with_defaults_attributes_order_and_json() {
 }
 
 #[test]
-fn update_topic_on_an_unknown_cluster_lists_the_known_ones() {
+fn update_topic_on_an_unknown_cluster_or_broker_says_so() {
     let cluster = Cluster::start();
+    cluster
+        .admin(&["updateTopic", "-b", "127.0.0.1:1", "-t", "T"])
+        .fails(1, "cannot reach the broker at 127.0.0.1:1");
     cluster
         .admin(&["updateTopic", "-c", "Nowhere", "-t", "T"])
         .fails(1, "cluster Nowhere has no master broker registered with the NameServer (clusters known: DefaultCluster)");

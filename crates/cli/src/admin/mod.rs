@@ -256,6 +256,13 @@ async fn explain(ctx: &Ctx<'_>, topic: Option<&str>, error: anyhow::Error) -> an
                 error.root_cause()
             );
         }
+        ClientError::Remoting { addr, .. } => {
+            return anyhow::anyhow!(
+                "cannot reach the broker at {addr} ({}): is it running? `karman admin clusterList -n {}` lists the brokers the NameServer knows",
+                error.root_cause(),
+                ctx.namesrv
+            );
+        }
         _ => None,
     };
     let Some(missing_topic) = missing_topic else {
