@@ -230,9 +230,16 @@ impl TopicTable {
         default_topic: &str,
         client_queue_nums: i32,
         topic_sys_flag: i32,
+        auto_create_topic_enable: bool,
     ) -> Option<TopicConfig> {
         if let Some(existing) = self.get(topic) {
             return Some(existing);
+        }
+        // The live setting, not the template's perm alone: `autoCreateTopicEnable` is
+        // reloadable, and turning it off at runtime must stop creation at once (Java checks
+        // it on every send too).
+        if !auto_create_topic_enable {
+            return None;
         }
         let template = self.get(default_topic)?;
         if default_topic != name::AUTO_CREATE_TOPIC_KEY || !perm::is_inherited(template.perm) {
@@ -398,7 +405,9 @@ mod tests {
     fn auto_create_clamps_queues_and_drops_inherit() {
         let dir = tempfile::tempdir().unwrap();
         let table = TopicTable::load(&config(&dir)).unwrap();
-        let created = table.find_or_create_on_send("New", "TBW102", 4, 0).unwrap();
+        let created = table
+            .find_or_create_on_send("New", "TBW102", 4, 0, true)
+            .unwrap();
         assert_eq!(
             (
                 created.read_queue_nums,
@@ -408,7 +417,7 @@ mod tests {
             (4, 4, 6)
         );
         let wide = table
-            .find_or_create_on_send("Wide", "TBW102", 64, 0)
+            .find_or_create_on_send("Wide", "TBW102", 64, 0, true)
             .unwrap();
         assert_eq!(wide.write_queue_nums, 8, "clamped to the template's 8");
     }
@@ -421,8 +430,25 @@ mod tests {
         let table = TopicTable::load(&config).unwrap();
         assert!(
             table
-                .find_or_create_on_send("New", "TBW102", 4, 0)
+                .find_or_create_on_send("New", "TBW102", 4, 0, true)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn auto_create_turned_off_at_runtime_refuses_unknown_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = TopicTable::load(&config(&dir)).unwrap();
+        assert!(
+            table
+                .find_or_create_on_send("New", "TBW102", 4, 0, false)
+                .is_none()
+        );
+        assert!(!table.contains("New"));
+        assert!(
+            table
+                .find_or_create_on_send("New", "TBW102", 4, 0, true)
+                .is_some()
         );
     }
 

@@ -4,6 +4,7 @@
 // The binary is where output meant for a person is printed.
 #![allow(clippy::print_stdout)]
 
+mod admin;
 mod bench;
 mod broker;
 #[cfg_attr(not(test), allow(dead_code))]
@@ -38,6 +39,8 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Benchmark a running cluster: producer, consumer or end-to-end.
     Bench(bench::BenchArgs),
+    /// mqadmin's subcommands: `karman admin updateTopic -n 127.0.0.1:9876 -c DefaultCluster -t T`.
+    Admin(admin::AdminArgs),
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 bad arguments or configuration (clap uses
@@ -47,7 +50,12 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Admin output is for a person or a script: only errors are logged unless RUST_LOG says.
+    init_tracing(if matches!(cli.command, Command::Admin(_)) {
+        "error"
+    } else {
+        "info"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
             Command::Namesrv(args) => namesrv::run(args).await,
             Command::Broker(args) => broker::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     match result {
@@ -91,10 +100,10 @@ impl std::fmt::Display for ConfigProblem {
 
 impl std::error::Error for ConfigProblem {}
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
-fn init_tracing() {
+/// Logs go to stderr; `RUST_LOG` filters them (default `default_filter`).
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

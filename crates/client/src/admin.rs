@@ -18,13 +18,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use karman_protocol::body::fastjson::{self, ObjectKey};
 use karman_protocol::body::{
-    ClusterInfo, ConsumeStats, ConsumerConnection, KVTable, MessageQueue, ProducerConnection,
-    ResetOffsetBody, SubscriptionGroupConfig, TopicConfig, TopicList, TopicRouteData,
-    TopicStatsTable,
+    ClusterInfo, ConsumeStats, ConsumerConnection, ConsumerRunningInfo, GroupList, KVTable,
+    MessageQueue, ProducerConnection, ResetOffsetBody, SubscriptionData, SubscriptionGroupConfig,
+    TopicConfig, TopicList, TopicRouteData, TopicStatsTable,
 };
 use karman_protocol::header::*;
 use karman_protocol::message::MessageExt;
@@ -33,7 +34,8 @@ use karman_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use serde::de::DeserializeOwned;
 
 use crate::config::ClientConfig;
-use crate::consumer::pull_offsets;
+use crate::consumer::PullResult;
+use crate::consumer::pull_offsets::{self, PullApi, PullArgs};
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, client_command, command_with_header};
 use crate::route::{AUTO_CREATE_TOPIC_KEY, MASTER_ID, retry_topic};
@@ -41,11 +43,53 @@ use crate::route::{AUTO_CREATE_TOPIC_KEY, MASTER_ID, retry_topic};
 /// Index lookups return at most this many messages per broker by default (mqadmin `-m`).
 pub const QUERY_MAX_NUM_DEFAULT: i32 = 64;
 
+/// The consumer group admin pulls run as; every broker knows it (Java's `TOOLS_CONSUMER`).
+pub const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
+
+/// Why the NameServer has no route for a topic, so that an error can say which of the
+/// causes it is (see [`Admin::diagnose_no_route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRouteCause {
+    /// No broker is registered with the NameServer at all.
+    NoBrokerRegistered,
+    /// These brokers have the topic, but the NameServer has no route for it: the broker
+    /// has not registered since the topic was made, or it registers elsewhere.
+    NotRegistered { brokers: Vec<String> },
+    /// No registered broker has the topic. Broker names are split by their
+    /// `autoCreateTopicEnable` (on: the first send creates the topic), and those that did
+    /// not answer.
+    TopicMissing {
+        auto_create_on: Vec<String>,
+        auto_create_off: Vec<String>,
+        unreachable: Vec<String>,
+    },
+}
+
+/// Where a consumer offset reset moves a group (mqadmin `resetOffsetByTime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// The first message stored at or after this time; −1 means the max offset.
+    Timestamp(i64),
+    /// This queue offset.
+    Offset(i64),
+}
+
+/// One consumer offset reset: a group, a topic, one queue or all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetReset<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    /// `None`: every queue of the topic.
+    pub queue_id: Option<i32>,
+    pub target: ResetTarget,
+}
+
 /// An admin connection; see the module docs.
 #[derive(Debug)]
 pub struct Admin {
     instance: Arc<ClientInstance>,
     closed: std::sync::atomic::AtomicBool,
+    pull_api: PullApi,
 }
 
 impl Admin {
@@ -64,6 +108,7 @@ impl Admin {
         Ok(Self {
             instance,
             closed: std::sync::atomic::AtomicBool::new(false),
+            pull_api: PullApi::default(),
         })
     }
 
@@ -223,8 +268,27 @@ impl Admin {
             .collect())
     }
 
-    /// UPDATE_AND_CREATE_TOPIC on one broker.
+    /// UPDATE_AND_CREATE_TOPIC on one broker. The attributes of `config` are added to the
+    /// topic's (`+key=value`); use [`Admin::create_topic_with_attributes`] to remove some.
     pub async fn create_topic(&self, broker_addr: &str, config: &TopicConfig) -> Result<()> {
+        let spec: Vec<String> = config
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("+{k}={v}"))
+            .collect();
+        let spec = (!spec.is_empty()).then(|| spec.join(","));
+        self.create_topic_with_attributes(broker_addr, config, spec.as_deref())
+            .await
+    }
+
+    /// UPDATE_AND_CREATE_TOPIC on one broker with an attribute change in mqadmin's syntax
+    /// (`+key=value,-key`, spec remoting.md §3.11); `config.attributes` is not sent.
+    pub async fn create_topic_with_attributes(
+        &self,
+        broker_addr: &str,
+        config: &TopicConfig,
+        attributes: Option<&str>,
+    ) -> Result<()> {
         let header = CreateTopicRequestHeader {
             topic: config.topic_name.clone(),
             default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
@@ -234,7 +298,7 @@ impl Admin {
             topic_filter_type: config.topic_filter_type.name().to_owned(),
             topic_sys_flag: Some(config.topic_sys_flag),
             order: config.order,
-            attributes: None,
+            attributes: attributes.map(str::to_owned),
             force: None,
         };
         self.broker_call(
@@ -314,6 +378,95 @@ impl Admin {
         Ok(merged)
     }
 
+    /// A topic's configuration on one broker (GET_TOPIC_CONFIG); `None` when the broker
+    /// does not have the topic.
+    pub async fn topic_config(
+        &self,
+        broker_addr: &str,
+        topic: &str,
+    ) -> Result<Option<TopicConfig>> {
+        let header = TopicRequestHeader {
+            topic: topic.to_owned(),
+        };
+        let request = command_with_header(RequestCode::GetTopicConfig, &header)?;
+        let response = self
+            .instance
+            .invoke_broker(broker_addr, request.clone())
+            .await?;
+        match response.response_code() {
+            ResponseCode::Success => Self::body(broker_addr, &response, "TopicConfig").map(Some),
+            ResponseCode::TopicNotExist => Ok(None),
+            _ => Err(ClientError::from_response(broker_addr, &request, &response)),
+        }
+    }
+
+    /// The consumer groups that consume a topic (online, or with committed offsets), over
+    /// the brokers of the topic (QUERY_TOPIC_CONSUME_BY_WHO).
+    pub async fn topic_consumer_groups(&self, topic: &str) -> Result<BTreeSet<String>> {
+        let header = TopicRequestHeader {
+            topic: topic.to_owned(),
+        };
+        let mut groups = BTreeSet::new();
+        for addr in self.topic_masters(topic).await? {
+            let request = command_with_header(RequestCode::QueryTopicConsumeByWho, &header)?;
+            let response = self.broker_call(&addr, request).await?;
+            groups.extend(Self::body::<GroupList>(&addr, &response, "GroupList")?.group_list);
+        }
+        Ok(groups)
+    }
+
+    /// Finds out why the NameServer has no route for `topic`: no broker registered, the
+    /// topic missing from every broker (and whether they would auto-create it), or a
+    /// broker that has the topic but has not registered it.
+    pub async fn diagnose_no_route(&self, topic: &str) -> Result<NoRouteCause> {
+        let info = self.cluster_info().await?;
+        let brokers: Vec<(String, String)> = info
+            .broker_addr_table
+            .values()
+            .filter_map(|bd| {
+                bd.select_broker_addr()
+                    .map(|addr| (bd.broker_name.clone(), addr.to_owned()))
+            })
+            .collect();
+        if brokers.is_empty() {
+            return Ok(NoRouteCause::NoBrokerRegistered);
+        }
+        let mut with_topic = Vec::new();
+        let (mut auto_create_on, mut auto_create_off, mut unreachable) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (name, addr) in brokers {
+            match self.topic_config(&addr, topic).await {
+                Ok(Some(_)) => with_topic.push(name),
+                Ok(None) => match self.auto_create_topic_enable(&addr).await {
+                    Ok(true) => auto_create_on.push(name),
+                    Ok(false) => auto_create_off.push(name),
+                    Err(_) => unreachable.push(name),
+                },
+                Err(_) => unreachable.push(name),
+            }
+        }
+        if !with_topic.is_empty() {
+            return Ok(NoRouteCause::NotRegistered {
+                brokers: with_topic,
+            });
+        }
+        Ok(NoRouteCause::TopicMissing {
+            auto_create_on,
+            auto_create_off,
+            unreachable,
+        })
+    }
+
+    /// A broker's `autoCreateTopicEnable` (RocketMQ's default, true, when the broker does
+    /// not report it).
+    async fn auto_create_topic_enable(&self, broker_addr: &str) -> Result<bool> {
+        let text = self.broker_config(broker_addr).await?;
+        Ok(karman_protocol::java_properties::parse(&text)
+            .into_iter()
+            .find(|(key, _)| key == "autoCreateTopicEnable")
+            .is_none_or(|(_, value)| value.trim().eq_ignore_ascii_case("true")))
+    }
+
     // ---------------------------------------------------------------------------------
     // Groups
 
@@ -366,6 +519,46 @@ impl Admin {
         }))
     }
 
+    /// Live clients of a consumer group as one broker sees them.
+    pub async fn consumer_connection_at(
+        &self,
+        broker_addr: &str,
+        group: &str,
+    ) -> Result<ConsumerConnection> {
+        let header = GetConsumerConnectionListRequestHeader {
+            consumer_group: group.to_owned(),
+        };
+        let request = command_with_header(RequestCode::GetConsumerConnectionList, &header)?;
+        let response = self.broker_call(broker_addr, request).await?;
+        Self::body(broker_addr, &response, "ConsumerConnection")
+    }
+
+    /// What one consumer client reports about itself (queues it holds, offsets, rates),
+    /// relayed by a broker of the group's retry topic (GET_CONSUMER_RUNNING_INFO).
+    pub async fn consumer_running_info(
+        &self,
+        group: &str,
+        client_id: &str,
+    ) -> Result<ConsumerRunningInfo> {
+        let header = karman_protocol::header::GetConsumerRunningInfoRequestHeader {
+            consumer_group: group.to_owned(),
+            client_id: client_id.to_owned(),
+            jstack_enable: false,
+        };
+        let mut last = None;
+        for addr in self.topic_masters(&retry_topic(group)).await? {
+            let request = command_with_header(RequestCode::GetConsumerRunningInfo, &header)?;
+            match self.broker_call(&addr, request).await {
+                Ok(response) => return Self::body(&addr, &response, "ConsumerRunningInfo"),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::NoRoute {
+            topic: retry_topic(group),
+            reason: "no broker serves the group".into(),
+        }))
+    }
+
     /// Live clients of a producer group, asked of the brokers of `topic`.
     pub async fn producer_connection(
         &self,
@@ -375,14 +568,25 @@ impl Admin {
         let header = GetProducerConnectionListRequestHeader {
             producer_group: group.to_owned(),
         };
+        // A broker answers an error when none of the group's producers is connected to
+        // it; that is only a failure when no broker knows the group.
         let mut merged = ProducerConnection::default();
+        let mut last = None;
         for addr in self.topic_masters(topic).await? {
             let request = command_with_header(RequestCode::GetProducerConnectionList, &header)?;
-            let response = self.broker_call(&addr, request).await?;
-            let part: ProducerConnection = Self::body(&addr, &response, "ProducerConnection")?;
-            merged.connection_set.extend(part.connection_set);
+            match self.broker_call(&addr, request).await {
+                Ok(response) => {
+                    let part: ProducerConnection =
+                        Self::body(&addr, &response, "ProducerConnection")?;
+                    merged.connection_set.extend(part.connection_set);
+                }
+                Err(error) => last = Some(error),
+            }
         }
-        Ok(merged)
+        match last {
+            Some(error) if merged.connection_set.is_empty() => Err(error),
+            _ => Ok(merged),
+        }
     }
 
     /// Consumption progress of a group (per queue: broker offset, consumer offset), merged
@@ -419,24 +623,48 @@ impl Admin {
         timestamp_ms: i64,
         force: bool,
     ) -> Result<BTreeMap<MessageQueue, i64>> {
-        let header = InvokeBrokerToResetOffsetRequestHeader {
-            group: group.to_owned(),
-            topic: topic.to_owned(),
+        let reset = OffsetReset {
+            group,
+            topic,
             queue_id: None,
-            offset: None,
-            timestamp: timestamp_ms,
+            target: ResetTarget::Timestamp(timestamp_ms),
+        };
+        let masters = self.topic_masters(topic).await?;
+        self.reset_offset(&masters, &reset, force).await
+    }
+
+    /// Moves a group's offsets on the given brokers (mqadmin `resetOffsetByTime -b -q -o`);
+    /// returns the new offset of every queue that moved. 5.x semantics: the broker keeps
+    /// the reset and the group's clients pick it up on their next pull.
+    pub async fn reset_offset(
+        &self,
+        broker_addrs: &[String],
+        reset: &OffsetReset<'_>,
+        force: bool,
+    ) -> Result<BTreeMap<MessageQueue, i64>> {
+        let (offset, timestamp) = match reset.target {
+            ResetTarget::Offset(offset) => (Some(offset), 0),
+            ResetTarget::Timestamp(timestamp_ms) => (None, timestamp_ms),
+        };
+        let header = InvokeBrokerToResetOffsetRequestHeader {
+            group: reset.group.to_owned(),
+            topic: reset.topic.to_owned(),
+            queue_id: reset.queue_id,
+            offset,
+            timestamp,
             is_force: force,
         };
         let mut offsets = BTreeMap::new();
-        for addr in self.topic_masters(topic).await? {
+        for addr in broker_addrs {
+            let addr = addr.as_str();
             let response = self
                 .broker_call(
-                    &addr,
+                    addr,
                     command_with_header(RequestCode::InvokeBrokerToResetOffset, &header)?,
                 )
                 .await?;
             if !response.body.is_empty() {
-                let body: ResetOffsetBody = Self::body(&addr, &response, "ResetOffsetBody")?;
+                let body: ResetOffsetBody = Self::body(addr, &response, "ResetOffsetBody")?;
                 offsets.extend(
                     body.offset_table
                         .into_iter()
@@ -470,6 +698,35 @@ impl Admin {
     pub async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> Result<i64> {
         self.ensure_route(mq).await?;
         pull_offsets::search_offset(&self.instance, mq, timestamp_ms).await
+    }
+
+    /// One pull of up to `max_nums` messages from `offset`, answered at once and committing
+    /// nothing: what mqadmin's `queryMsgByOffset`, `consumeMessage` and `printMsg` do.
+    /// `group` is the group to pull as ([`TOOLS_CONSUMER_GROUP`] unless the caller has a
+    /// reason), `expression` a tag expression (`*`, `TagA || TagB`).
+    pub async fn pull(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        expression: &str,
+        offset: i64,
+        max_nums: i32,
+    ) -> Result<PullResult> {
+        self.ensure_route(mq).await?;
+        let subscription = SubscriptionData::from_tag_expression(&mq.topic, expression, 0);
+        let args = PullArgs {
+            group,
+            mq,
+            offset,
+            max_msg_nums: max_nums,
+            commit_offset: None,
+            post_subscription: true,
+            lite: false,
+            suspend: Duration::ZERO,
+            rpc_timeout: self.instance.config.api_timeout,
+            subscription: &subscription,
+        };
+        self.pull_api.pull(&self.instance, args).await
     }
 
     // ---------------------------------------------------------------------------------

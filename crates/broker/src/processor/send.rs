@@ -141,11 +141,13 @@ impl SendProcessor {
                 format!("Sending message to topic[{}] is forbidden.", header.topic),
             ));
         }
+        let auto_create = self.config.read().auto_create_topic_enable;
         let found = self.topics.find_or_create_on_send(
             &header.topic,
             &header.default_topic,
             header.default_topic_queue_nums,
             0,
+            auto_create,
         );
         let config = match found {
             Some(config) => config,
@@ -154,7 +156,6 @@ impl SendProcessor {
                     .find_or_create_system(&header.topic, 1, perm::READ_WRITE)
             }
             None => {
-                let auto_create = self.config.read().auto_create_topic_enable;
                 return Err(fail(
                     ResponseCode::TopicNotExist,
                     format!(

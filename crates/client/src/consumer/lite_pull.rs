@@ -26,9 +26,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use karman_protocol::body::fastjson::ObjectKey;
 use karman_protocol::body::{
     ConsumeFromWhere, ConsumeMessageDirectlyResult, ConsumeType, ConsumerData, ConsumerRunningInfo,
-    MessageModel, MessageQueue, SubscriptionData,
+    MessageModel, MessageQueue, ProcessQueueInfo, SubscriptionData, SubscriptionDataOrd,
 };
 use karman_protocol::message::MessageExt;
 use parking_lot::Mutex;
@@ -676,6 +677,27 @@ impl ConsumerHooks for LiteInner {
             .insert("consumeType".into(), "CONSUME_ACTIVELY".into());
         info.properties
             .insert("consumerGroup".into(), self.config.group.clone());
+        for sub in self.rebalance.subscriptions.read().values() {
+            info.subscription_set
+                .insert(SubscriptionDataOrd(sub.clone()));
+        }
+        // The queues this member holds, as Java's lite pull reports them: admin tools
+        // (consumerProgress -s) show which client owns each queue from this table.
+        let offsets = self.offset_store.table();
+        for (mq, pq) in self.rebalance.process_queues.lock().iter() {
+            let (min, max) = pq.offset_range().unwrap_or((0, 0));
+            info.mq_table.insert(
+                ObjectKey(mq.clone()),
+                ProcessQueueInfo {
+                    cached_msg_count: i32::try_from(pq.message_count()).unwrap_or(i32::MAX),
+                    cached_msg_min_offset: min,
+                    cached_msg_max_offset: max,
+                    commit_offset: offsets.get(mq).unwrap_or(-1),
+                    droped: pq.is_dropped(),
+                    ..ProcessQueueInfo::default()
+                },
+            );
+        }
         info
     }
 

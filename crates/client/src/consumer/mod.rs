@@ -13,7 +13,7 @@ mod rebalance;
 
 /// Per-queue offset queries, shared with the admin API.
 pub(crate) mod pull_offsets {
-    pub(crate) use super::pull::{max_offset, min_offset, search_offset};
+    pub(crate) use super::pull::{PullApi, PullArgs, max_offset, min_offset, search_offset};
 }
 
 use std::future::Future;

@@ -97,8 +97,13 @@ impl PullApi {
             }
         };
         let commit = args.commit_offset.filter(|o| *o > 0 && !slave);
-        let sys_flag = pull_flag::build(commit.is_some(), true, args.post_subscription, false)
-            | if args.lite { pull_flag::LITE_PULL } else { 0 };
+        // A zero suspend asks for an answer now (admin tools); anything else may be held.
+        let sys_flag = pull_flag::build(
+            commit.is_some(),
+            !args.suspend.is_zero(),
+            args.post_subscription,
+            false,
+        ) | if args.lite { pull_flag::LITE_PULL } else { 0 };
         let header = pull_header(&args, sys_flag, commit);
         let code = if args.lite {
             RequestCode::LitePullMessage
