@@ -1,0 +1,97 @@
+//! Messages sent with a queue selector by order id and consumed by an orderly listener
+//! arrive in send order for every order id.
+
+use std::collections::BTreeMap;
+
+use karman_client::consumer::{ConsumeOrderlyStatus, orderly};
+use karman_client::{Message, MessageQueue};
+
+use crate::harness::{Cluster, Collector, PROMPT, unique};
+
+const QUEUES: i32 = 4;
+const ORDERS: i32 = 10;
+const STEPS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selector_by_order_id_and_orderly_listener_keep_send_order_per_order_id() {
+    let cluster = Cluster::start("order").await;
+    let topic = unique("OrderTopic");
+    cluster.create_topic_with(&topic, QUEUES, true).await;
+
+    let collector = Collector::new();
+    let seen = collector.clone();
+    let consumer = cluster
+        .push_consumer(&unique("order_cg"), "orderly")
+        .subscribe(&topic, "*")
+        .listener_orderly(orderly(move |messages| {
+            let seen = seen.clone();
+            async move {
+                for m in &messages {
+                    seen.record("orderly", m);
+                }
+                ConsumeOrderlyStatus::Success
+            }
+        }))
+        .start()
+        .await
+        .expect("orderly consumer starts");
+
+    let producer = cluster.producer(&unique("order_pg")).await;
+    let selector = |queues: &[MessageQueue], _m: &Message, order_id: &i32| {
+        let n = i32::try_from(queues.len()).ok()?;
+        queues
+            .get(usize::try_from(order_id.rem_euclid(n)).ok()?)
+            .cloned()
+    };
+    // Interleave the orders: step s of every order, then step s + 1, ...
+    let mut queue_of = BTreeMap::new();
+    for step in 0..STEPS {
+        for order in 0..ORDERS {
+            let body = format!("order-{order}-step-{step}");
+            let result = producer
+                .send_with_selector(Message::new(&topic, body).with_tags("O"), &selector, &order)
+                .await
+                .expect("ordered send");
+            assert_eq!(
+                result.queue.queue_id,
+                order % QUEUES,
+                "the broker stores in the selected queue"
+            );
+            queue_of.insert(order, result.queue.queue_id);
+        }
+    }
+
+    let total = usize::try_from(ORDERS).unwrap() * STEPS;
+    let done = collector.wait_count(total, PROMPT).await;
+    let _ = collector
+        .wait_until(std::time::Duration::from_millis(500), |all| {
+            all.len() > total
+        })
+        .await;
+    let received = collector.all();
+    consumer.shutdown().await;
+    assert!(
+        done,
+        "orderly delivery incomplete: {} of {total}",
+        received.len()
+    );
+    for order in 0..ORDERS {
+        let prefix = format!("order-{order}-");
+        let mine: Vec<_> = received
+            .iter()
+            .filter(|r| r.body.starts_with(&prefix))
+            .collect();
+        let got: Vec<&str> = mine.iter().map(|r| r.body.as_str()).collect();
+        let want: Vec<String> = (0..STEPS)
+            .map(|s| format!("order-{order}-step-{s}"))
+            .collect();
+        assert_eq!(got, want, "order {order} out of send order");
+        assert!(
+            mine.iter().all(|r| r.queue_id == queue_of[&order]),
+            "order {order} came from one queue"
+        );
+    }
+    assert_eq!(received.len(), total, "no duplicates");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
