@@ -297,7 +297,9 @@ impl Channel {
                     // One write syscall on loopback costs about as much as handling a
                     // whole request: when other commands are being prepared right now,
                     // let them finish once so they share this write.
-                    Err(_) if yields < COALESCE_YIELDS_MAX && staged_count < COALESCE_COUNT_TARGET => {
+                    Err(_)
+                        if yields < COALESCE_YIELDS_MAX && staged_count < COALESCE_COUNT_TARGET =>
+                    {
                         yields += 1;
                         tokio::task::yield_now().await;
                     }

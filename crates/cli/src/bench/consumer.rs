@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use karman_client::consumer::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MessageListenerConcurrently};
+use karman_client::consumer::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MessageListenerConcurrently,
+};
 use karman_client::{ConsumeFromWhere, MessageExt, PushConsumer, wall_clock_ms};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -70,14 +72,24 @@ pub struct BenchListener {
 
 #[async_trait]
 impl MessageListenerConcurrently for BenchListener {
-    async fn consume_message(&self, messages: &[MessageExt], _context: &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus {
+    async fn consume_message(
+        &self,
+        messages: &[MessageExt],
+        _context: &mut ConsumeConcurrentlyContext,
+    ) -> ConsumeConcurrentlyStatus {
         let now = wall_clock_ms();
         {
             let mut recorder = self.recorder.lock();
             for message in messages {
-                let born_to_consume = Duration::from_millis(u64::try_from(now - message.born_timestamp_ms).unwrap_or(0));
-                self.reporter.counters.record(&mut recorder, born_to_consume, message.body.len());
-                self.reporter.counters.record_second(now - message.store_timestamp_ms);
+                let born_to_consume = Duration::from_millis(
+                    u64::try_from(now - message.born_timestamp_ms).unwrap_or(0),
+                );
+                self.reporter
+                    .counters
+                    .record(&mut recorder, born_to_consume, message.body.len());
+                self.reporter
+                    .counters
+                    .record_second(now - message.store_timestamp_ms);
             }
         }
         let n = messages.len() as u64;
@@ -92,7 +104,11 @@ impl MessageListenerConcurrently for BenchListener {
     }
 }
 
-pub fn listener(reporter: Arc<Reporter>, target: u64, bar: Option<ProgressBar>) -> (BenchListener, Arc<Notify>) {
+pub fn listener(
+    reporter: Arc<Reporter>,
+    target: u64,
+    bar: Option<ProgressBar>,
+) -> (BenchListener, Arc<Notify>) {
     let reached = Arc::new(Notify::new());
     let listener = BenchListener {
         recorder: Mutex::new(reporter.recorder()),
@@ -142,7 +158,11 @@ pub async fn run(args: ConsumerArgs) -> anyhow::Result<Summary> {
     };
     super::print_header(&args.common, &reporter, bar.as_ref());
     reporter
-        .tick_until(args.common.report_interval(), |line| super::print_line(&args.common, bar.as_ref(), line), finished)
+        .tick_until(
+            args.common.report_interval(),
+            |line| super::print_line(&args.common, bar.as_ref(), line),
+            finished,
+        )
         .await;
     let measured = started.elapsed();
     if let Some(bar) = &bar {

@@ -52,7 +52,12 @@ impl CommonArgs {
         self.namesrv_addr
             .clone()
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| crate::ConfigProblem("no NameServer address: pass -n host:port or set NAMESRV_ADDR".to_owned()).into())
+            .ok_or_else(|| {
+                crate::ConfigProblem(
+                    "no NameServer address: pass -n host:port or set NAMESRV_ADDR".to_owned(),
+                )
+                .into()
+            })
     }
 
     pub fn report_interval(&self) -> Duration {

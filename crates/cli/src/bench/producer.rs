@@ -80,7 +80,11 @@ pub struct ProducerArgs {
 
 impl ProducerArgs {
     fn mode(&self) -> SendMode {
-        if self.async_send { SendMode::Async } else { self.mode }
+        if self.async_send {
+            SendMode::Async
+        } else {
+            self.mode
+        }
     }
 }
 
@@ -93,7 +97,11 @@ fn classify(counters: &Counters, error: &ClientError) {
         ClientError::SendFailed { last, .. } => matches!(**last, ClientError::Broker { .. }),
         _ => false,
     };
-    let counter = if broker_answer { &counters.response_failed } else { &counters.send_failed };
+    let counter = if broker_answer {
+        &counters.response_failed
+    } else {
+        &counters.send_failed
+    };
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -127,7 +135,12 @@ impl Quota {
                     if granted == 0 {
                         return 0;
                     }
-                    match left.compare_exchange_weak(current, current - granted, Ordering::Relaxed, Ordering::Relaxed) {
+                    match left.compare_exchange_weak(
+                        current,
+                        current - granted,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
                         Ok(_) => return granted,
                         Err(actual) => current = actual,
                     }
@@ -186,7 +199,11 @@ pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
     };
     super::print_header(&args.common, &reporter, bar.as_ref());
     reporter
-        .tick_until(args.common.report_interval(), |line| super::print_line(&args.common, bar.as_ref(), line), finished)
+        .tick_until(
+            args.common.report_interval(),
+            |line| super::print_line(&args.common, bar.as_ref(), line),
+            finished,
+        )
         .await;
     stop.cancel();
     let measured = started.elapsed();
@@ -224,7 +241,9 @@ impl Worker {
             if let Some(pacer) = &self.pacer {
                 pacer.wait(n).await;
             }
-            let messages: Vec<Message> = (0..n).map(|i| build_message(&self.args, &self.body, sequence + i)).collect();
+            let messages: Vec<Message> = (0..n)
+                .map(|i| build_message(&self.args, &self.body, sequence + i))
+                .collect();
             sequence += n;
             let bytes = self.body.len() * messages.len();
             let sent_at = Instant::now();
@@ -236,7 +255,8 @@ impl Worker {
                     Ok(handle) => {
                         in_flight.push(async move { (handle.await, sent_at, bytes) });
                         while in_flight.len() >= ASYNC_IN_FLIGHT_PER_WORKER {
-                            self.finish_one(&mut in_flight, &mut recorder, &counters).await;
+                            self.finish_one(&mut in_flight, &mut recorder, &counters)
+                                .await;
                         }
                         continue;
                     }
@@ -246,7 +266,8 @@ impl Worker {
             self.account(result, sent_at, bytes, n, &mut recorder, &counters);
         }
         while !in_flight.is_empty() {
-            self.finish_one(&mut in_flight, &mut recorder, &counters).await;
+            self.finish_one(&mut in_flight, &mut recorder, &counters)
+                .await;
         }
     }
 
@@ -256,7 +277,13 @@ impl Worker {
         recorder: &mut hdrhistogram::sync::Recorder<u64>,
         counters: &Counters,
     ) where
-        F: std::future::Future<Output = (karman_client::Result<karman_client::SendResult>, Instant, usize)>,
+        F: std::future::Future<
+                Output = (
+                    karman_client::Result<karman_client::SendResult>,
+                    Instant,
+                    usize,
+                ),
+            >,
     {
         use futures::StreamExt as _;
         if let Some((result, sent_at, bytes)) = in_flight.next().await {

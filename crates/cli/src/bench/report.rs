@@ -31,16 +31,21 @@ pub struct Counters {
 
 impl Counters {
     pub fn record(&self, recorder: &mut Recorder<u64>, latency: Duration, bytes: usize) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, LATENCY_US_MAX);
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, LATENCY_US_MAX);
         let _ = recorder.record(us);
         self.ok.fetch_add(1, Ordering::Relaxed);
-        self.ok_bytes.fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
+        self.ok_bytes
+            .fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
         self.latency_us_sum.fetch_add(us, Ordering::Relaxed);
         self.latency_us_max.fetch_max(us, Ordering::Relaxed);
     }
 
     pub fn record_second(&self, latency_ms: i64) {
-        let us = u64::try_from(latency_ms.max(0)).unwrap_or(0).saturating_mul(1000);
+        let us = u64::try_from(latency_ms.max(0))
+            .unwrap_or(0)
+            .saturating_mul(1000);
         self.second_us_sum.fetch_add(us, Ordering::Relaxed);
         self.second_us_max.fetch_max(us, Ordering::Relaxed);
     }
@@ -103,12 +108,15 @@ pub struct Reporter {
 
 impl std::fmt::Debug for Reporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reporter").field("columns", &self.columns).finish()
+        f.debug_struct("Reporter")
+            .field("columns", &self.columns)
+            .finish()
     }
 }
 
 fn empty_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("1 µs .. 1 h at 3 digits is a valid histogram")
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
+        .expect("1 µs .. 1 h at 3 digits is a valid histogram")
 }
 
 fn ms(us: u64) -> f64 {
@@ -117,8 +125,15 @@ fn ms(us: u64) -> f64 {
 
 /// `HH:MM:SS` of the wall clock, UTC.
 fn clock_time() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{:02}:{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60, secs % 60)
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 impl Reporter {
@@ -139,17 +154,39 @@ impl Reporter {
         match self.columns {
             Columns::Producer => format!(
                 "{:<8} | {:>10} | {:>10} | {:>14} | {:>11} | {:>15} | {:>8} | {:>8} | {:>9}",
-                "Time", "Send TPS", "Max RT(ms)", "Average RT(ms)", "Send Failed", "Response Failed", "p50(ms)", "p99(ms)", "p999(ms)"
+                "Time",
+                "Send TPS",
+                "Max RT(ms)",
+                "Average RT(ms)",
+                "Send Failed",
+                "Response Failed",
+                "p50(ms)",
+                "p99(ms)",
+                "p999(ms)"
             ),
             Columns::Consumer => format!(
                 "{:<8} | {:>11} | {:>16} | {:>16} | {:>16} | {:>16} | {:>12} | {:>8} | {:>8} | {:>9}",
-                "Time", "Consume TPS", "AVG(B2C) RT(ms)", "AVG(S2C) RT(ms)", "MAX(B2C) RT(ms)", "MAX(S2C) RT(ms)", "Consume Fail", "p50(ms)", "p99(ms)", "p999(ms)"
+                "Time",
+                "Consume TPS",
+                "AVG(B2C) RT(ms)",
+                "AVG(S2C) RT(ms)",
+                "MAX(B2C) RT(ms)",
+                "MAX(S2C) RT(ms)",
+                "Consume Fail",
+                "p50(ms)",
+                "p99(ms)",
+                "p999(ms)"
             ),
         }
     }
 
     /// Runs the once-per-interval line until `done`; returns when it resolves.
-    pub async fn tick_until(&self, interval: Duration, mut print: impl FnMut(String), done: impl std::future::Future<Output = ()>) {
+    pub async fn tick_until(
+        &self,
+        interval: Duration,
+        mut print: impl FnMut(String),
+        done: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(done);
         let mut previous = Snapshot::default();
         let mut previous_histogram = empty_histogram();
@@ -175,10 +212,20 @@ impl Reporter {
         }
     }
 
-    fn line(&self, now: &Snapshot, before: &Snapshot, window: &Histogram<u64>, interval: Duration) -> String {
+    fn line(
+        &self,
+        now: &Snapshot,
+        before: &Snapshot,
+        window: &Histogram<u64>,
+        interval: Duration,
+    ) -> String {
         let count = now.ok - before.ok;
         let tps = count as f64 / interval.as_secs_f64();
-        let avg = if count == 0 { 0.0 } else { ms(now.latency_us_sum - before.latency_us_sum) / count as f64 };
+        let avg = if count == 0 {
+            0.0
+        } else {
+            ms(now.latency_us_sum - before.latency_us_sum) / count as f64
+        };
         let (p50, p99, p999, max) = if window.is_empty() {
             (0.0, 0.0, 0.0, 0.0)
         } else {
@@ -203,7 +250,11 @@ impl Reporter {
                 p999
             ),
             Columns::Consumer => {
-                let avg_s2c = if count == 0 { 0.0 } else { ms(now.second_us_sum - before.second_us_sum) / count as f64 };
+                let avg_s2c = if count == 0 {
+                    0.0
+                } else {
+                    ms(now.second_us_sum - before.second_us_sum) / count as f64
+                };
                 let max_s2c = ms(self.counters.second_us_max.swap(0, Ordering::Relaxed));
                 format!(
                     "{:<8} | {:>11.0} | {:>16.3} | {:>16.3} | {:>16.1} | {:>16.1} | {:>12} | {:>8.3} | {:>8.3} | {:>9.3}",
@@ -231,7 +282,13 @@ impl Reporter {
         };
         let c = Snapshot::take(&self.counters);
         let seconds = measured.as_secs_f64().max(f64::MIN_POSITIVE);
-        let quantile = |q: f64| if histogram.is_empty() { 0.0 } else { ms(histogram.value_at_quantile(q)) };
+        let quantile = |q: f64| {
+            if histogram.is_empty() {
+                0.0
+            } else {
+                ms(histogram.value_at_quantile(q))
+            }
+        };
         Summary {
             kind,
             seconds,
@@ -242,8 +299,16 @@ impl Reporter {
             p50_ms: quantile(0.5),
             p99_ms: quantile(0.99),
             p999_ms: quantile(0.999),
-            max_ms: if histogram.is_empty() { 0.0 } else { ms(histogram.max()) },
-            avg_ms: if c.ok == 0 { 0.0 } else { ms(c.latency_us_sum) / c.ok as f64 },
+            max_ms: if histogram.is_empty() {
+                0.0
+            } else {
+                ms(histogram.max())
+            },
+            avg_ms: if c.ok == 0 {
+                0.0
+            } else {
+                ms(c.latency_us_sum) / c.ok as f64
+            },
         }
     }
 }
