@@ -150,7 +150,6 @@ async fn commit_is_consumed_once_rollback_never_and_unknown_is_settled_by_the_ch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a producer that has sent nothing never heartbeats; fixed next"]
 async fn a_new_producer_of_the_group_answers_the_check_after_the_first_exits() {
     let cluster = Cluster::start_with("txfailover", fast_checks).await;
     let topic = unique("TxFailoverTopic");
