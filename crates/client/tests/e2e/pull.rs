@@ -264,7 +264,6 @@ async fn send_ten(producer: &Producer, topic: &str, prefix: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a subscribing lite pull consumer duplicates and loses messages; fixed next"]
 async fn a_subscribing_lite_pull_consumer_polls_every_message_once() {
     let cluster = Cluster::start("litesub").await;
     let topic = unique("LiteSubTopic");
