@@ -198,18 +198,30 @@ async fn orderly_members_join_and_leave_while_messages_flow_and_never_share_a_qu
     let sent = flow.await.expect("the flow finished");
     let wanted: BTreeSet<String> = sent.iter().map(|(id, _)| id.clone()).collect();
     let all_consumed = wait_for(PROMPT, || journal.consumed_ids().is_superset(&wanted)).await;
-    let owned: Vec<(usize, Vec<i32>)> = members
-        .iter()
-        .map(|(id, m)| {
-            let queues = m
-                .assigned_queues()
-                .into_iter()
-                .filter(|q| q.topic == topic)
-                .map(|q| q.queue_id)
-                .collect();
-            (*id, queues)
-        })
-        .collect();
+    // Once the churn is over the three members settle on a partition of the queues
+    // (a moment where a queue shows in two assignments is a hand-off in progress: the
+    // old owner has unlocked and not yet forgotten it).
+    let ownership = || -> Vec<(usize, Vec<i32>)> {
+        members
+            .iter()
+            .map(|(id, m)| {
+                let queues = m
+                    .assigned_queues()
+                    .into_iter()
+                    .filter(|q| q.topic == topic)
+                    .map(|q| q.queue_id)
+                    .collect();
+                (*id, queues)
+            })
+            .collect()
+    };
+    let is_partition = |owned: &[(usize, Vec<i32>)]| {
+        let all: Vec<i32> = owned.iter().flat_map(|(_, q)| q.iter().copied()).collect();
+        let distinct: BTreeSet<i32> = all.iter().copied().collect();
+        all.len() == distinct.len() && distinct == (0..QUEUES).collect()
+    };
+    let settled = wait_for(PROMPT, || is_partition(&ownership())).await;
+    let owned = ownership();
     for (_, m) in &members {
         m.shutdown().await;
     }
@@ -260,16 +272,10 @@ async fn orderly_members_join_and_leave_while_messages_flow_and_never_share_a_qu
             }
         }
     }
-    // At the end the three members split the queues with no queue owned twice.
-    let mut all_owned = BTreeSet::new();
-    for (id, queues) in &owned {
-        for q in queues {
-            assert!(
-                all_owned.insert(*q),
-                "queue {q} owned twice at the end (member {id}): {owned:?}"
-            );
-        }
-    }
+    assert!(
+        settled,
+        "the members never settled on a partition of the queues (seed {seed}): {owned:?}"
+    );
     cluster.shutdown().await;
 }
 
