@@ -194,3 +194,79 @@ async fn broadcasting_consumers_each_receive_every_message() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A broadcasting consumer keeps its offsets in a local file: restarted with the same
+/// client id, it resumes after what it consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broadcasting_consumer_resumes_from_its_offset_file() {
+    let cluster = Cluster::start("broadcast_restart").await;
+    let topic = unique("BroadcastRestart");
+    cluster.create_topic(&topic, 2).await;
+    let group = unique("broadcast_restart_cg");
+    let offsets = tempfile::tempdir().expect("offset dir");
+    // One fixed instance name: the offset file lives under the client id.
+    let instance = unique("bcast");
+    let start = |collector: Collector| {
+        let config = karman_client::ClientConfig {
+            instance_name: instance.clone(),
+            ..cluster.client_config("unused")
+        };
+        let (group, topic, dir) = (group.clone(), topic.clone(), offsets.path().to_owned());
+        async move {
+            let seen = collector.clone();
+            karman_client::consumer::PushConsumer::builder()
+                .client_config(config)
+                .group(group)
+                .subscribe(topic, "*")
+                .message_model(MessageModel::Broadcasting)
+                .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
+                .offset_store_dir(dir)
+                .listener_concurrently(karman_client::consumer::concurrently(move |messages| {
+                    let seen = seen.clone();
+                    async move {
+                        for m in &messages {
+                            seen.record("b", m);
+                        }
+                        karman_client::consumer::ConsumeConcurrentlyStatus::ConsumeSuccess
+                    }
+                }))
+                .start()
+                .await
+                .expect("broadcasting consumer starts")
+        }
+    };
+    let producer = cluster.producer(&unique("broadcast_restart_pg")).await;
+    let send = |prefix: &'static str| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            for body in bodies(prefix, 10) {
+                producer
+                    .send(Message::new(&topic, body))
+                    .await
+                    .expect("send");
+            }
+        }
+    };
+    send("first").await;
+    let first = Collector::new();
+    let consumer = start(first.clone()).await;
+    assert!(first.wait_count(10, PROMPT).await, "{:?}", first.bodies());
+    consumer.shutdown().await;
+
+    send("second").await;
+    let second = Collector::new();
+    let consumer = start(second.clone()).await;
+    assert!(second.wait_count(10, PROMPT).await, "{:?}", second.bodies());
+    let _ = second
+        .wait_until(Duration::from_millis(500), |all| all.len() > 10)
+        .await;
+    consumer.shutdown().await;
+    assert_eq!(
+        counts(second.bodies()),
+        counts(bodies("second", 10)),
+        "the restarted member resumes after what it consumed"
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

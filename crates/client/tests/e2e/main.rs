@@ -16,6 +16,7 @@ mod order;
 mod pull;
 mod query;
 mod rebalance;
+mod restart;
 mod retry;
 mod send;
 mod transaction;

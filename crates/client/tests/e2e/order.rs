@@ -95,3 +95,105 @@ async fn selector_by_order_id_and_orderly_listener_keep_send_order_per_order_id(
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// SUSPEND_CURRENT_QUEUE_A_MOMENT keeps the queue blocked and re-consumes locally (no
+/// broker send-back, spec semantics.md §7.6); past maxReconsumeTimes the message goes to
+/// `%RETRY%<group>` marked with MAX_RECONSUME_TIMES, which the broker turns into
+/// `%DLQ%<group>`, and the queue moves on in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_orderly_message_is_retried_in_place_then_dead_lettered() {
+    use std::time::Duration;
+
+    use karman_client::consumer::PushConsumerConfig;
+
+    let cluster = Cluster::start("suspend").await;
+    let topic = unique("SuspendTopic");
+    cluster.create_topic_with(&topic, 1, true).await;
+    let group = unique("suspend_cg");
+    let collector = Collector::new();
+    let seen = collector.clone();
+    let consumer = cluster
+        .push_consumer(&group, "suspend")
+        .consumer_config(PushConsumerConfig {
+            max_reconsume_times: 2,
+            suspend_current_queue_time: Duration::from_millis(200),
+            ..PushConsumerConfig::default()
+        })
+        .subscribe(&topic, "*")
+        .listener_orderly(orderly(move |messages| {
+            let seen = seen.clone();
+            async move {
+                for m in &messages {
+                    seen.record("orderly", m);
+                }
+                if messages.iter().any(|m| m.body.as_ref() == b"poison") {
+                    ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
+                } else {
+                    ConsumeOrderlyStatus::Success
+                }
+            }
+        }))
+        .start()
+        .await
+        .expect("orderly consumer starts");
+    let producer = cluster.producer(&unique("suspend_pg")).await;
+    for body in ["before", "poison", "after-1", "after-2"] {
+        producer
+            .send(Message::new(&topic, body).with_tags("S"))
+            .await
+            .expect("send");
+    }
+    let done = collector
+        .wait_until(PROMPT, |all| all.iter().any(|r| r.body == "after-2"))
+        .await;
+    let _ = collector
+        .wait_until(Duration::from_millis(500), |all| all.len() > 6)
+        .await;
+    let received = collector.all();
+    consumer.shutdown().await;
+    assert!(
+        done,
+        "the queue never moved past the poison message: {received:#?}"
+    );
+    let order: Vec<(&str, i32)> = received
+        .iter()
+        .map(|r| (r.body.as_str(), r.reconsume_times))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("before", 0),
+            ("poison", 0),
+            ("poison", 1),
+            ("poison", 2),
+            ("after-1", 0),
+            ("after-2", 0)
+        ],
+        "suspended in place maxReconsumeTimes times, then the queue goes on in order"
+    );
+
+    // The exhausted message is in the group's DLQ.
+    let dlq = format!("%DLQ%{group}");
+    cluster.wait_route(&dlq).await;
+    let reader = karman_client::consumer::LitePullConsumer::builder()
+        .client_config(cluster.client_config("dlq"))
+        .group(unique("dlq_reader"))
+        .auto_commit(false)
+        .build()
+        .await
+        .expect("lite pull consumer");
+    let queue = MessageQueue::new(&dlq, cluster.broker_name(), 0);
+    reader.assign(vec![queue.clone()]).await.expect("assign");
+    reader.seek(&queue, 0).await.expect("seek");
+    let mut dead = Vec::new();
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    while dead.is_empty() && tokio::time::Instant::now() < deadline {
+        dead = reader.poll(Duration::from_millis(500)).await;
+    }
+    reader.shutdown().await;
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].body.as_ref(), b"poison");
+    assert_eq!(dead[0].properties.get("RETRY_TOPIC"), Some(topic.as_str()));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
