@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod admin;
 mod clustering;
 mod delay;
 mod filter;
