@@ -158,3 +158,56 @@ async fn sync_async_oneway_and_batch_sends_all_reach_a_push_consumer() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A batch over the broker's 4 MiB request limit is split into requests that each fit,
+/// and a body over 4 KiB travels compressed and arrives inflated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_is_split_and_large_bodies_are_compressed() {
+    let cluster = Cluster::start("bigsend").await;
+    let topic = unique("BigTopic");
+    cluster.create_topic(&topic, 2).await;
+    let producer = cluster.producer(&unique("big_pg")).await;
+
+    // 1200 messages of 4000 bytes: about 4.9 MB encoded, more than one request.
+    let batch: Vec<Message> = (0..1200)
+        .map(|i| Message::new(&topic, format!("{i:04}{}", "b".repeat(3996))))
+        .collect();
+    let results = producer.send_batch(batch).await.expect("batch send");
+    assert!(results.len() >= 2, "split into requests: {}", results.len());
+    let sent: usize = results.iter().map(|r| r.msg_id.split(',').count()).sum();
+    assert_eq!(sent, 1200);
+
+    let big = "0123456789abcdef".repeat(1024); // 16 KiB, compresses well
+    let result = producer
+        .send(Message::new(&topic, big.clone()).with_tags("Big"))
+        .await
+        .expect("big send");
+    let stored = cluster
+        .admin()
+        .view_message(&result.offset_msg_id)
+        .await
+        .expect("view");
+    assert_eq!(stored.sys_flag & 1, 1, "stored compressed");
+    assert!(
+        stored.body.len() < big.len() / 4,
+        "{} bytes",
+        stored.body.len()
+    );
+
+    let collector = Collector::new();
+    let consumer = cluster
+        .recording_consumer(&unique("big_cg"), "c", &topic, "*", &collector, |b| b)
+        .await;
+    let done = collector.wait_count(1201, PROMPT).await;
+    let received = collector.all();
+    consumer.shutdown().await;
+    assert!(done, "{} of 1201", received.len());
+    let distinct: BTreeSet<&str> = received.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(distinct.len(), 1201, "each once");
+    assert!(
+        distinct.contains(big.as_str()),
+        "the big body arrives inflated"
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
