@@ -137,11 +137,15 @@ async fn a_suspended_orderly_message_is_retried_in_place_then_dead_lettered() {
         .await
         .expect("orderly consumer starts");
     let producer = cluster.producer(&unique("suspend_pg")).await;
+    let mut poison_id = String::new();
     for body in ["before", "poison", "after-1", "after-2"] {
-        producer
+        let sent = producer
             .send(Message::new(&topic, body).with_tags("S"))
             .await
             .expect("send");
+        if body == "poison" {
+            poison_id = sent.msg_id;
+        }
     }
     let done = collector
         .wait_until(PROMPT, |all| all.iter().any(|r| r.body == "after-2"))
@@ -194,6 +198,7 @@ async fn a_suspended_orderly_message_is_retried_in_place_then_dead_lettered() {
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!(dead[0].body.as_ref(), b"poison");
     assert_eq!(dead[0].properties.get("RETRY_TOPIC"), Some(topic.as_str()));
+    assert_eq!(dead[0].msg_id(), poison_id, "the DLQ copy keeps the msgId");
     producer.shutdown().await;
     cluster.shutdown().await;
 }
