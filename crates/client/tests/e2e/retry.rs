@@ -156,3 +156,84 @@ async fn read_dlq(cluster: &Cluster, dlq: &str) -> Vec<MessageExt> {
     reader.shutdown().await;
     found
 }
+
+/// With batches, a listener that answers CONSUME_SUCCESS with `ack_index = i` acks the
+/// first i + 1 messages; the rest go back and are redelivered with reconsumeTimes 1
+/// (spec semantics.md §7.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_index_retries_only_the_tail_of_a_batch() {
+    use karman_client::consumer::{ConsumeConcurrentlyContext, MessageListenerConcurrently};
+
+    struct AckTwo {
+        seen: Collector,
+    }
+
+    #[async_trait::async_trait]
+    impl MessageListenerConcurrently for AckTwo {
+        async fn consume_message(
+            &self,
+            messages: &[MessageExt],
+            context: &mut ConsumeConcurrentlyContext,
+        ) -> ConsumeConcurrentlyStatus {
+            for m in messages {
+                self.seen.record("batch", m);
+            }
+            if messages.len() == 4 && messages.iter().all(|m| m.reconsume_times == 0) {
+                // The first two of a first delivery succeed, the last two are retried.
+                context.ack_index = 1;
+            }
+            ConsumeConcurrentlyStatus::ConsumeSuccess
+        }
+    }
+
+    let cluster = Cluster::start_with("ackindex", |c| {
+        c.store.message_delay_level = SHORT_DELAY_LEVELS.to_owned();
+    })
+    .await;
+    let topic = unique("AckTopic");
+    cluster.create_topic(&topic, 1).await;
+    let producer = cluster.producer(&unique("ack_pg")).await;
+    // Stored before the consumer starts, so its first pull returns all four at once.
+    for i in 0..4 {
+        producer
+            .send(Message::new(&topic, format!("m{i}")))
+            .await
+            .expect("send");
+    }
+    let collector = Collector::new();
+    let consumer = cluster
+        .push_consumer(&unique("ack_cg"), "ack")
+        .subscribe(&topic, "*")
+        .consume_message_batch_max_size(4)
+        .listener_concurrently(AckTwo {
+            seen: collector.clone(),
+        })
+        .start()
+        .await
+        .expect("consumer starts");
+    let done = collector.wait_count(6, PROMPT + RETRY_DELAY * 2).await;
+    let _ = collector
+        .wait_until(Duration::from_secs(1), |all| all.len() > 6)
+        .await;
+    let all = collector.all();
+    consumer.shutdown().await;
+    assert!(done, "{all:#?}");
+    let deliveries: Vec<(&str, i32)> = all
+        .iter()
+        .map(|r| (r.body.as_str(), r.reconsume_times))
+        .collect();
+    assert_eq!(
+        deliveries,
+        [
+            ("m0", 0),
+            ("m1", 0),
+            ("m2", 0),
+            ("m3", 0),
+            ("m2", 1),
+            ("m3", 1)
+        ],
+        "one batch of four, then the two after ack_index again"
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
