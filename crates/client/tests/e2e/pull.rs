@@ -290,3 +290,89 @@ async fn a_subscribing_lite_pull_consumer_polls_every_message_once() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Two subscribing lite pull consumers of one group split the queues (rebalance through
+/// the broker) and together poll every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_subscribing_lite_pull_consumers_split_the_queues() {
+    use std::collections::BTreeSet;
+
+    let cluster = Cluster::start("litesplit").await;
+    let topic = unique("LiteSplitTopic");
+    cluster.create_topic(&topic, 4).await;
+    let group = unique("litesplit_cg");
+    let member = |name: &str| {
+        LitePullConsumer::builder()
+            .client_config(cluster.client_config(name))
+            .group(&group)
+            .pull_batch_size(4)
+            .build()
+    };
+    let a = member("a").await.expect("lite pull consumer");
+    let b = member("b").await.expect("lite pull consumer");
+    a.subscribe(&topic, "*").await.expect("subscribe");
+    b.subscribe(&topic, "*").await.expect("subscribe");
+    let queues = |c: &LitePullConsumer| -> BTreeSet<i32> {
+        c.assignment()
+            .into_iter()
+            .filter(|q| q.topic == topic)
+            .map(|q| q.queue_id)
+            .collect()
+    };
+    let settled = crate::harness::wait_for(PROMPT, || {
+        let (qa, qb) = (queues(&a), queues(&b));
+        qa.len() == 2 && qb.len() == 2 && qa.is_disjoint(&qb)
+    })
+    .await;
+    assert!(settled, "a {:?} b {:?}", queues(&a), queues(&b));
+
+    let producer = cluster.producer(&unique("litesplit_pg")).await;
+    for i in 0..40 {
+        producer
+            .send(Message::new(&topic, format!("split-{i}")))
+            .await
+            .expect("send");
+    }
+    let mut got: Vec<(char, MessageExt)> = Vec::new();
+    let deadline = Instant::now() + PROMPT;
+    while got.len() < 40 && Instant::now() < deadline {
+        for (name, c) in [('a', &a), ('b', &b)] {
+            got.extend(
+                c.poll(Duration::from_millis(100))
+                    .await
+                    .into_iter()
+                    .map(|m| (name, m)),
+            );
+        }
+    }
+    for (name, c) in [('a', &a), ('b', &b)] {
+        got.extend(
+            c.poll(Duration::from_millis(300))
+                .await
+                .into_iter()
+                .map(|m| (name, m)),
+        );
+    }
+    let (qa, qb) = (queues(&a), queues(&b));
+    a.shutdown().await;
+    b.shutdown().await;
+    let mut bodies: Vec<String> = got
+        .iter()
+        .map(|(_, m)| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("split-{i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want, "every message once across the group");
+    for (name, m) in &got {
+        let mine = if *name == 'a' { &qa } else { &qb };
+        assert!(
+            mine.contains(&m.queue_id),
+            "{name} polled queue {}",
+            m.queue_id
+        );
+    }
+    assert!(got.iter().any(|(n, _)| *n == 'a') && got.iter().any(|(n, _)| *n == 'b'));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
