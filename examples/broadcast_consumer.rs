@@ -12,22 +12,32 @@ use karman_client::consumer::{
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1024);
     let consumer = PushConsumer::builder()
         .group("example_broadcast_group")
         .subscribe("TopicTest", "*")
         .message_model(MessageModel::Broadcasting)
         .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .listener_concurrently(concurrently(|messages| async move {
-            for m in &messages {
-                println!("got {} from queue {}", m.msg_id(), m.queue_id);
+        .listener_concurrently(concurrently(move |messages| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                for m in &messages {
+                    println!("got {} from queue {}", m.msg_id(), m.queue_id);
+                    let _ = seen_tx.try_send(());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
             }
-            ConsumeConcurrentlyStatus::ConsumeSuccess
         }))
         .start()
         .await?;
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-        _ = tokio::signal::ctrl_c() => {}
+    // Until 3 s pass without a message (30 s for the first one) or Ctrl-C.
+    let mut idle = Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            got = tokio::time::timeout(idle, seen.recv()) => if got.is_err() { break },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        idle = Duration::from_secs(3);
     }
     consumer.shutdown().await;
     Ok(())

@@ -24,11 +24,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     producer.send(payment).await?;
     producer.shutdown().await;
 
-    let charge = concurrently(|messages| async move {
-        for m in &messages {
-            println!("charging once for {:?}", m.keys().next());
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1024);
+    let charge = concurrently(move |messages| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            for m in &messages {
+                println!("charging once for {:?}", m.keys().next());
+                let _ = seen_tx.try_send(());
+            }
+            ConsumeConcurrentlyStatus::ConsumeSuccess
         }
-        ConsumeConcurrentlyStatus::ConsumeSuccess
     });
     let listener = IdempotentListener::new(
         charge,
@@ -42,7 +47,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .listener_concurrently(listener)
         .start()
         .await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Until 3 s pass without a charge (30 s for the first one).
+    let mut idle = Duration::from_secs(30);
+    while tokio::time::timeout(idle, seen.recv()).await.is_ok() {
+        idle = Duration::from_secs(3);
+    }
     consumer.shutdown().await;
     Ok(())
 }

@@ -17,9 +17,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     consumer.subscribe("TopicTest", "*").await?;
+    // Poll until a poll comes back empty after something arrived (at most 30 s).
     let mut total = 0;
-    for _ in 0..10 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         let messages = consumer.poll(Duration::from_secs(1)).await;
+        if messages.is_empty() && total > 0 {
+            break;
+        }
         total += messages.len();
         for m in &messages {
             println!("{} {}@{}", m.msg_id(), m.queue_id, m.queue_offset);

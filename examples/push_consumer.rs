@@ -12,27 +12,37 @@ use karman_client::consumer::{
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1024);
     let consumer = PushConsumer::builder()
         .group("example_consumer_group")
         .subscribe("TopicTest", "*")
         .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .listener_concurrently(concurrently(|messages| async move {
-            for m in &messages {
-                println!(
-                    "{} {} {}",
-                    m.msg_id(),
-                    m.topic,
-                    String::from_utf8_lossy(&m.body)
-                );
+        .listener_concurrently(concurrently(move |messages| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                for m in &messages {
+                    println!(
+                        "{} {} {}",
+                        m.msg_id(),
+                        m.topic,
+                        String::from_utf8_lossy(&m.body)
+                    );
+                    let _ = seen_tx.try_send(());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
             }
-            ConsumeConcurrentlyStatus::ConsumeSuccess
         }))
         .start()
         .await?;
-    // Consume for 30 s (or until Ctrl-C), then persist offsets and leave the group.
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-        _ = tokio::signal::ctrl_c() => {}
+    // Consume until 3 s pass without a message (30 s for the first one) or Ctrl-C, then
+    // persist offsets and leave the group.
+    let mut idle = Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            got = tokio::time::timeout(idle, seen.recv()) => if got.is_err() { break },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        idle = Duration::from_secs(3);
     }
     consumer.shutdown().await;
     Ok(())

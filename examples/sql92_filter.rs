@@ -1,5 +1,6 @@
-//! SQL92 filtering over message properties. The broker needs `enablePropertyFilter=true`;
-//! without it the consumer fails to start with the broker's SYSTEM_ERROR.
+//! SQL92 filtering over message properties. The broker needs `enablePropertyFilter=true`
+//! in its broker.conf; without it the consumer fails to start with the broker's
+//! SYSTEM_ERROR.
 //!
 //! `cargo run -p karman-client --example sql92_filter`
 #![allow(clippy::print_stdout)]
@@ -26,23 +27,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     producer.shutdown().await;
 
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1024);
     let consumer = PushConsumer::builder()
         .group("example_sql_consumer")
         .subscribe_sql92("SqlFilterTest", "region = 'eu' AND level BETWEEN 0 AND 5")
         .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .listener_concurrently(concurrently(|messages| async move {
-            for m in &messages {
-                println!(
-                    "{} region={:?}",
-                    String::from_utf8_lossy(&m.body),
-                    m.properties.get("region")
-                );
+        .listener_concurrently(concurrently(move |messages| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                for m in &messages {
+                    println!(
+                        "{} region={:?}",
+                        String::from_utf8_lossy(&m.body),
+                        m.properties.get("region")
+                    );
+                    let _ = seen_tx.try_send(());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
             }
-            ConsumeConcurrentlyStatus::ConsumeSuccess
         }))
         .start()
         .await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Until 3 s pass without a message (30 s for the first one).
+    let mut idle = Duration::from_secs(30);
+    while tokio::time::timeout(idle, seen.recv()).await.is_ok() {
+        idle = Duration::from_secs(3);
+    }
     consumer.shutdown().await;
     Ok(())
 }

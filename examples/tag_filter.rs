@@ -24,19 +24,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     producer.shutdown().await;
 
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<()>(1024);
     let consumer = PushConsumer::builder()
         .group("example_tag_consumer")
         .subscribe("TagFilterTest", "TagA || TagC")
         .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .listener_concurrently(concurrently(|messages| async move {
-            for m in &messages {
-                println!("{:?}: {}", m.tags(), String::from_utf8_lossy(&m.body));
+        .listener_concurrently(concurrently(move |messages| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                for m in &messages {
+                    println!("{:?}: {}", m.tags(), String::from_utf8_lossy(&m.body));
+                    let _ = seen_tx.try_send(());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
             }
-            ConsumeConcurrentlyStatus::ConsumeSuccess
         }))
         .start()
         .await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Until 3 s pass without a message (30 s for the first one).
+    let mut idle = Duration::from_secs(30);
+    while tokio::time::timeout(idle, seen.recv()).await.is_ok() {
+        idle = Duration::from_secs(3);
+    }
     consumer.shutdown().await;
     Ok(())
 }

@@ -146,3 +146,39 @@ async fn subscribe_mode_rebalances_and_auto_commits() {
     );
     consumer.shutdown().await;
 }
+
+/// Regression: `subscribe` runs a rebalance round itself while the instance's rebalance
+/// service runs another (woken by the broker's NOTIFY_CONSUMER_IDS_CHANGED after the
+/// subscribe heartbeat, or by its period). Both saw a queue unowned and both took it, so
+/// it had two pull tasks and every message of it was polled twice.
+#[tokio::test]
+async fn concurrent_rebalance_rounds_take_each_queue_once() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let broker =
+        FakeBroker::start("broker-a", &namesrv.local_addr().to_string(), &[("T", 4)]).await;
+    for queue in 0..4 {
+        fill(&broker, "T", queue, 5);
+    }
+    let consumer = LitePullConsumer::builder()
+        .client_config(fast_client(&namesrv, "DEFAULT"))
+        .group("lite")
+        .consume_from(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build()
+        .await
+        .unwrap();
+    // Two subscribes of one topic: two rebalance rounds at once, plus the service's.
+    let (a, b) = tokio::join!(consumer.subscribe("T", "*"), consumer.subscribe("T", "*"));
+    a.unwrap();
+    b.unwrap();
+    let mut polled = poll_until(&consumer, 20).await;
+    polled.extend(consumer.poll(Duration::from_millis(500)).await);
+    let mut ids: Vec<String> = polled.iter().map(MessageExt::msg_id).collect();
+    ids.sort();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(total, 20, "every message once: {ids:?}");
+    assert_eq!(consumer.assignment().len(), 4);
+    consumer.shutdown().await;
+}

@@ -402,6 +402,13 @@ async fn failed_send_back_falls_back_to_a_retry_topic_send() {
     assert_eq!(copy.properties.get("RETRY_TOPIC"), Some("T"));
     assert_eq!(copy.properties.get("ORIGIN_MESSAGE_ID"), Some("U1"));
     assert_eq!(
+        copy.properties.get("UNIQ_KEY"),
+        Some("U1"),
+        "the copy keeps the msgId (Java copies every property and only sets a missing \
+         UNIQ_KEY), so deduplication by msgId still works"
+    );
+    assert_eq!(seen.lock()[1].msg_id(), "U1");
+    assert_eq!(
         copy.properties.get("DELAY"),
         Some("3"),
         "3 + reconsumeTimes"

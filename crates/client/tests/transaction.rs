@@ -198,3 +198,44 @@ async fn unknown_local_state_is_reported_as_not_type() {
     );
     producer.shutdown().await;
 }
+
+/// Regression: a producer that has sent nothing (a new member that only answers the
+/// check-backs of halves an exited member left) must heartbeat to the brokers, or the
+/// broker has no live channel of the group to check with. Java's producer counts TBW102
+/// as a topic in use from its start, so it learns every broker that carries it.
+#[tokio::test]
+async fn a_producer_that_has_sent_nothing_heartbeats_to_the_brokers_of_tbw102() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let broker = FakeBroker::start(
+        "broker-a",
+        &namesrv.local_addr().to_string(),
+        &[("TBW102", 8)],
+    )
+    .await;
+    let listener = Listener {
+        local: LocalTransactionState::CommitMessage,
+        check: LocalTransactionState::CommitMessage,
+        checks: Arc::default(),
+    };
+    let producer = TransactionProducer::builder(listener)
+        .client_config(fast_client(&namesrv, "DEFAULT"))
+        .group("txg")
+        .build()
+        .await
+        .unwrap();
+    let has_group = || {
+        broker
+            .state
+            .heartbeats
+            .lock()
+            .iter()
+            .any(|h| h.producer_data_set.iter().any(|p| p.group_name == "txg"))
+    };
+    assert!(
+        has_group(),
+        "the first heartbeat, at build, names the group"
+    );
+    producer.shutdown().await;
+}

@@ -255,9 +255,9 @@ impl PushInner {
             self.max_reconsume_times().to_string(),
         );
         retry.properties.remove(property::TRANSACTION_PREPARED);
-        retry
-            .properties
-            .remove(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
+        // UNIQ_KEY stays: the copy is the same message to the application (Java copies
+        // every property, and its producer only sets a missing UNIQ_KEY), so listeners and
+        // idempotent consumers see one msgId through retries and in the DLQ.
         retry = retry.with_delay_level(delay_level.unwrap_or(0));
         self.send_back.send_sync(retry).await.map(|_| ())
     }

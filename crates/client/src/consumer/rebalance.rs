@@ -32,6 +32,11 @@ pub(crate) struct RebalanceCore {
     pub strategy: Arc<dyn AllocateMessageQueueStrategy>,
     pub subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
     pub process_queues: Mutex<BTreeMap<MessageQueue, Arc<ProcessQueue>>>,
+    /// Held for a whole rebalance round. Rounds start from the instance's rebalance
+    /// service, `subscribe`, `rebalance_now` and offset corrections; a queue is looked up
+    /// and taken across awaits (start offset, lock), so two rounds at once would both take
+    /// it and run two pull tasks for it.
+    round: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for RebalanceCore {
@@ -75,6 +80,7 @@ impl RebalanceCore {
             strategy,
             subscriptions: RwLock::default(),
             process_queues: Mutex::default(),
+            round: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -143,6 +149,7 @@ impl RebalanceCore {
 /// One rebalance round over every subscribed topic.
 pub(crate) async fn rebalance(owner: &(impl QueueOwner + ?Sized)) {
     let core = owner.rebalance_core();
+    let _round = core.round.lock().await;
     let topics: Vec<String> = core.subscriptions.read().keys().cloned().collect();
     for topic in &topics {
         match core.allocated_queues(topic).await {

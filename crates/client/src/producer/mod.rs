@@ -217,6 +217,7 @@ impl ProducerBuilder {
         let core = ProducerCore::start(self.client, self.producer)?;
         let hooks: Arc<dyn ProducerHooks> = Arc::new(PlainHooks { core: core.clone() });
         core.instance.register_producer(&core.config.group, hooks)?;
+        core.learn_brokers().await;
         core.instance.send_heartbeat_to_all_brokers().await;
         Ok(Producer { core })
     }
@@ -334,7 +335,26 @@ impl ProducerCore {
             });
         }
         let instance = ClientInstance::get_or_create(&client)?;
-        Ok(Self::with_instance(instance, config))
+        let core = Self::with_instance(instance, config);
+        // As Java's producer start: TBW102 is a topic in use from the beginning, so the
+        // route refresh learns every broker that can auto-create topics, and the heartbeat
+        // reaches them before the first send. A transaction producer that never sends (a
+        // new member answering the check-backs of one that exited) must be known to the
+        // brokers to be asked.
+        core.topics.write().insert(AUTO_CREATE_TOPIC_KEY.to_owned());
+        Ok(core)
+    }
+
+    /// Fetches TBW102's route so the first heartbeat reaches its brokers; a cluster without
+    /// auto-create has none, which is not an error (the brokers are learnt at the first send).
+    pub(crate) async fn learn_brokers(&self) {
+        if let Err(error) = self
+            .instance
+            .update_route(AUTO_CREATE_TOPIC_KEY, None)
+            .await
+        {
+            debug!(%error, "no route for {AUTO_CREATE_TOPIC_KEY} yet");
+        }
     }
 
     /// A sender on an existing instance, not registered as a producer group (the consumer's

@@ -143,6 +143,7 @@ impl TransactionProducerBuilder {
         });
         core.instance.register_producer(&core.config.group, hooks)?;
         let worker = tokio::spawn(check_worker(core.clone(), self.listener.clone(), check_rx));
+        core.learn_brokers().await;
         core.instance.send_heartbeat_to_all_brokers().await;
         Ok(TransactionProducer {
             core,

@@ -4,6 +4,7 @@
 //! broker issue. Every test starts its own cluster (see `karman_interop_tests::Cluster`).
 
 mod clustering;
+mod cross;
 mod delay;
 mod filter;
 mod malformed;
