@@ -582,7 +582,21 @@ pub fn keys() -> Vec<ConfigKey<BrokerConfig>> {
             "flushIntervalConsumeQueue",
             store.flush_interval_consume_queue_ms,
             reloadable = false,
-            "Consume queues, index and checkpoint flush period, in milliseconds."
+            "Consume-queue flush period, in milliseconds."
+        ),
+        config_key!(
+            BrokerConfig,
+            "flushConsumeQueueLeastPages",
+            store.flush_consume_queue_least_pages,
+            reloadable = false,
+            "Between thorough flushes, a consume-queue file waits for this many dirty 4 KiB pages."
+        ),
+        config_key!(
+            BrokerConfig,
+            "flushConsumeQueueThoroughInterval",
+            store.flush_consume_queue_thorough_interval_ms,
+            reloadable = false,
+            "Flush every consume queue and the index and move the checkpoint at least this often, in milliseconds."
         ),
         config_key!(
             BrokerConfig,

@@ -54,6 +54,13 @@ pub struct StoreConfig {
     /// `flushIntervalConsumeQueue`: consume queues and index are flushed and the checkpoint
     /// written this often. Default 1,000 ms.
     pub flush_interval_consume_queue_ms: u64,
+    /// `flushConsumeQueueLeastPages`: between thorough rounds a consume-queue file is
+    /// flushed only once this many 4 KiB pages of it are dirty. Default 2.
+    pub flush_consume_queue_least_pages: u64,
+    /// `flushConsumeQueueThoroughInterval`: every consume queue and the index are flushed
+    /// whatever their dirty pages, and the checkpoint moves, at least this often. Crash
+    /// recovery re-dispatches the log written since. Default 60,000 ms.
+    pub flush_consume_queue_thorough_interval_ms: u64,
     /// `maxMessageSize`: largest body accepted. Default 4 MiB.
     pub max_message_size_bytes: u64,
     /// `fileReservedTime`: commit-log segments older than this are deleted. Default 72 h.
@@ -128,6 +135,8 @@ impl StoreConfig {
             flush_commit_log_thorough_interval_ms: 10_000,
             sync_flush_timeout_ms: 5_000,
             flush_interval_consume_queue_ms: 1_000,
+            flush_consume_queue_least_pages: 2,
+            flush_consume_queue_thorough_interval_ms: 60_000,
             max_message_size_bytes: 4 << 20,
             file_reserved_time_hours: 72,
             delete_when: "04".to_owned(),

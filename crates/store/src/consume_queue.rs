@@ -14,6 +14,8 @@
 //! out, then slice the commit log.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::commit_log::{file_name, list_numbered_files};
 use crate::error::{Result, StoreError};
-use crate::mapped_file::{be_i32, be_i64, map_mut, open_rw, put_at};
+use crate::mapped_file::{PAGE_BYTES, be_i32, be_i64, map_mut, open_rw, put_at};
 use crate::{CommitLogOffset, QueueOffset};
 
 const UNIT: i64 = 20;
@@ -65,10 +67,31 @@ struct CqFile {
     start_byte: i64,
     path: PathBuf,
     map: MmapMut,
-    dirty: bool,
+    /// The same file, for `fdatasync` outside the queue's lock: it writes back the pages
+    /// dirtied through the shared map too, so dispatch never waits on a flush's I/O.
+    file: Arc<File>,
+    /// Bytes written through the map since the last flush, as a range within the file.
+    dirty: Option<Range<usize>>,
 }
 
 impl CqFile {
+    fn mark_dirty(&mut self, written: Range<usize>) {
+        self.dirty = Some(match self.dirty.take() {
+            Some(d) => d.start.min(written.start)..d.end.max(written.end),
+            None => written,
+        });
+    }
+
+    /// RocketMQ's rule: flush once the writes since the last flush span `least_pages`
+    /// page boundaries; with 0, whenever anything is dirty.
+    fn is_due(&self, least_pages: u64) -> bool {
+        self.dirty.as_ref().is_some_and(|d| {
+            least_pages == 0
+                || u64::try_from(d.end / PAGE_BYTES - d.start / PAGE_BYTES).unwrap_or(u64::MAX)
+                    >= least_pages
+        })
+    }
+
     fn unit(&self, byte: i64) -> Option<CqUnit> {
         CqUnit::decode(&self.map, usize::try_from(byte - self.start_byte).ok()?)
     }
@@ -142,14 +165,15 @@ impl ConsumeQueue {
                 max_offset: 0,
             })?;
         let at = usize::try_from(byte - file.start_byte).unwrap_or(usize::MAX);
-        if !put_at(&mut file.map, at, &unit.encode()) {
+        let encoded = unit.encode();
+        if !put_at(&mut file.map, at, &encoded) {
             return Err(StoreError::OffsetOutOfRange {
                 offset: queue_offset,
                 min_offset: file.start_byte / UNIT,
                 max_offset: (file.start_byte + self.file_bytes) / UNIT,
             });
         }
-        file.dirty = true;
+        file.mark_dirty(at..at + encoded.len());
         if inner.max_offset <= inner.min_offset {
             // The queue was empty: its first unit may come after holes.
             inner.min_offset = queue_offset;
@@ -310,15 +334,32 @@ impl ConsumeQueue {
     }
 
     /// msyncs files written since the last flush.
-    pub(crate) fn flush(&self) -> Result<()> {
-        let mut inner = self.inner.write();
-        for file in inner.files.iter_mut().filter(|f| f.dirty) {
-            file.dirty = false;
-            file.map
-                .flush()
-                .map_err(|e| StoreError::io("msync", &file.path, e))?;
+    /// Writes back the files with at least `least_pages` dirty pages (all dirty files with
+    /// 0). Returns how many files were flushed.
+    pub(crate) fn flush(&self, least_pages: u64) -> Result<usize> {
+        let due: Vec<(Arc<File>, PathBuf, Range<usize>)> = {
+            let mut inner = self.inner.write();
+            inner
+                .files
+                .iter_mut()
+                .filter(|f| f.is_due(least_pages))
+                .filter_map(|f| {
+                    let range = f.dirty.take()?;
+                    Some((Arc::clone(&f.file), f.path.clone(), range))
+                })
+                .collect()
+        };
+        for (file, path, range) in &due {
+            if let Err(e) = file.sync_data() {
+                // Keep the range dirty so that the next round retries it.
+                let mut inner = self.inner.write();
+                if let Some(f) = inner.files.iter_mut().find(|f| f.path == *path) {
+                    f.mark_dirty(range.clone());
+                }
+                return Err(StoreError::io("fdatasync", path, e));
+            }
         }
-        Ok(())
+        Ok(due.len())
     }
 }
 
@@ -377,7 +418,9 @@ fn open_cq_file(path: &Path, start_byte: i64, file_bytes: i64, create: bool) -> 
         start_byte,
         path: path.to_owned(),
         map,
-        dirty: create,
+        file: Arc::new(file),
+        // A new file's size is metadata the next flush must make durable.
+        dirty: create.then_some(0..0),
     })
 }
 
@@ -526,11 +569,31 @@ mod tests {
             2,
             "one file holds 5 units"
         );
-        q.flush().unwrap();
+        assert_eq!(q.flush(0).unwrap(), 3, "every file holding units");
+        assert_eq!(q.flush(0).unwrap(), 0, "nothing dirty is left");
         drop(q);
         let q = ConsumeQueue::open(dir.path().join("q"), 100).unwrap();
         assert_eq!((q.min_offset().0, q.max_offset().0), (0, 12));
         assert_eq!(q.unit(11), Some(unit(1100)));
+    }
+
+    #[test]
+    fn a_file_waits_for_its_least_pages_unless_the_round_is_thorough() {
+        let dir = tempfile::tempdir().unwrap();
+        let units_per_page = i64::try_from(PAGE_BYTES).unwrap() / UNIT;
+        let q = ConsumeQueue::open(dir.path().join("q"), 100 * PAGE_BYTES as i64).unwrap();
+        q.put(0, unit(0)).unwrap();
+        assert_eq!(q.flush(2).unwrap(), 0, "one unit dirties one page");
+        assert_eq!(q.flush(0).unwrap(), 1, "a thorough round takes it");
+        for i in 1..units_per_page * 2 {
+            q.put(i, unit(i * 100)).unwrap();
+        }
+        assert_eq!(q.flush(2).unwrap(), 0, "one page boundary crossed");
+        for i in units_per_page * 2..units_per_page * 2 + 2 {
+            q.put(i, unit(i * 100)).unwrap();
+        }
+        assert_eq!(q.flush(2).unwrap(), 1, "two page boundaries crossed");
+        assert_eq!(q.flush(0).unwrap(), 0);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::FlushDiskType;
 use crate::store::Shared;
 
-const PAGE_BYTES: i64 = 4096;
+use crate::mapped_file::PAGE_BYTES;
 
 /// fsyncs `[flushed, written)` and publishes the new flushed offset. An fsync error turns
 /// the store read-only: after a failed fsync the kernel may have dropped the dirty pages,
@@ -99,7 +99,7 @@ pub(crate) fn run(shared: &Shared) {
                     config.flush_interval_commit_log_ms.max(1),
                 ));
                 let log = &shared.commit_log;
-                let dirty_pages = (log.written_offset() - log.flushed_offset()) / PAGE_BYTES;
+                let dirty_pages = (log.written_offset() - log.flushed_offset()) / PAGE_BYTES as i64;
                 let now = shared.clock.now_ms();
                 let least =
                     i64::try_from(config.flush_commit_log_least_pages_count).unwrap_or(i64::MAX);

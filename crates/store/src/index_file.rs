@@ -15,7 +15,9 @@
 //! hash collisions, duplicate entries written again by crash recovery, and entries that
 //! point at deleted or torn data are all harmless.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::MmapMut;
 use parking_lot::Mutex;
@@ -92,6 +94,8 @@ struct IndexFile {
     header: IndexHeader,
     slot_count: usize,
     entry_max: usize,
+    /// The same file, for `fdatasync` outside the index lock (see the consume queue's).
+    file: Arc<File>,
     dirty: bool,
 }
 
@@ -125,6 +129,7 @@ impl IndexFile {
             header,
             slot_count,
             entry_max,
+            file: Arc::new(file),
             dirty: create,
         })
     }
@@ -326,12 +331,21 @@ impl IndexService {
     }
 
     pub fn flush(&self) -> Result<()> {
-        let mut files = self.files.lock();
-        for file in files.iter_mut().filter(|f| f.dirty) {
-            file.dirty = false;
-            file.map
-                .flush()
-                .map_err(|e| StoreError::io("msync", &file.path, e))?;
+        let due: Vec<(Arc<File>, PathBuf)> = self
+            .files
+            .lock()
+            .iter_mut()
+            .filter_map(|f| {
+                std::mem::take(&mut f.dirty).then(|| (Arc::clone(&f.file), f.path.clone()))
+            })
+            .collect();
+        for (file, path) in &due {
+            if let Err(e) = file.sync_data() {
+                if let Some(f) = self.files.lock().iter_mut().find(|f| f.path == *path) {
+                    f.dirty = true;
+                }
+                return Err(StoreError::io("fdatasync", path, e));
+            }
         }
         Ok(())
     }

@@ -21,6 +21,9 @@ use memmap2::{Advice, Mmap, MmapMut};
 
 use crate::error::{Result, StoreError};
 
+/// The page size the flush rules count in (RocketMQ's `OS_PAGE_SIZE`).
+pub(crate) const PAGE_BYTES: usize = 4096;
+
 /// Opens a store file for reading and writing, creating it when `create` (never truncating
 /// it: every store file is sized by its owner); `op` names the step in the error.
 pub(crate) fn open_rw(path: &Path, create: bool, op: &'static str) -> Result<File> {

@@ -161,22 +161,30 @@ pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<Re
     })
 }
 
-/// The maintenance thread: checkpoint every `flushIntervalConsumeQueue`, retention every
-/// `cleanResourceInterval`, both paced by the store's clock.
+/// The maintenance thread: consume-queue flush every `flushIntervalConsumeQueue` (a
+/// checkpoint every `flushConsumeQueueThoroughInterval`), retention every
+/// `cleanResourceInterval`, all paced by the store's clock.
 pub(crate) fn run(shared: &Shared) {
     let config = &shared.config;
-    let checkpoint_every_ms = i64::try_from(config.flush_interval_consume_queue_ms).unwrap_or(1000);
+    let flush_every_ms = i64::try_from(config.flush_interval_consume_queue_ms).unwrap_or(1000);
+    let checkpoint_every_ms =
+        i64::try_from(config.flush_consume_queue_thorough_interval_ms).unwrap_or(60_000);
     let clean_every_ms = i64::try_from(config.clean_resource_interval_ms).unwrap_or(10_000);
     let tick = Duration::from_millis(config.flush_interval_consume_queue_ms.clamp(1, 1000));
     let start = shared.clock.now_ms();
-    let (mut last_checkpoint_ms, mut last_clean_ms) = (start, start);
+    let (mut last_flush_ms, mut last_checkpoint_ms, mut last_clean_ms) = (start, start, start);
     while !shared.maintenance_stop.load(Ordering::Acquire) {
         shared.maintenance_wakeup.wait(tick);
         let now = shared.clock.now_ms();
         if now - last_checkpoint_ms >= checkpoint_every_ms {
-            last_checkpoint_ms = now;
+            (last_checkpoint_ms, last_flush_ms) = (now, now);
             if let Err(error) = shared.write_checkpoint() {
                 tracing::error!(%error, "checkpoint failed");
+            }
+        } else if now - last_flush_ms >= flush_every_ms {
+            last_flush_ms = now;
+            if let Err(error) = shared.flush_consume_queues() {
+                tracing::error!(%error, "consume-queue flush failed");
             }
         }
         if now - last_clean_ms >= clean_every_ms {

@@ -220,12 +220,25 @@ impl Shared {
         }
     }
 
+    /// Between checkpoints: writes back the consume-queue files with at least
+    /// `flushConsumeQueueLeastPages` dirty pages, so a thorough round has little left.
+    /// Flushing every dirty file every second instead cost a 1,024-queue topic 1,024
+    /// fdatasyncs a second. Returns how many files were flushed.
+    pub fn flush_consume_queues(&self) -> Result<usize> {
+        let least = self.config.flush_consume_queue_least_pages.max(1);
+        let mut flushed = 0;
+        for (_, _, queue) in self.cqs.all() {
+            flushed += queue.flush(least)?;
+        }
+        Ok(flushed)
+    }
+
     /// Flushes consume queues and index, then records how far they and the log are durable.
     pub fn write_checkpoint(&self) -> Result<()> {
         let dispatched = self.dispatched.load(Ordering::Acquire);
         let timestamp = self.last_dispatched_timestamp_ms.load(Ordering::Acquire);
         for (_, _, queue) in self.cqs.all() {
-            queue.flush()?;
+            queue.flush(0)?;
         }
         if let Some(index) = &self.index {
             index.flush()?;
