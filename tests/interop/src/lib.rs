@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use karman_broker::{BrokerConfig, BrokerHandle};
 use karman_namesrv::{NamesrvConfig, NamesrvHandle};
-use karman_protocol::body::TopicRouteData;
 use karman_protocol::body::fastjson;
+use karman_protocol::body::{KVTable, TopicRouteData};
 use karman_protocol::header::{CreateTopicRequestHeader, GetRouteInfoRequestHeader};
 use karman_protocol::message::sysflag::perm;
 use karman_protocol::{RemotingCommand, RequestCode, ResponseCode};
@@ -98,11 +98,21 @@ pub struct ClusterOptions {
     /// Applied to the broker config after the harness has set ports, addresses, names and
     /// the data dir: broker.conf settings a test needs.
     pub broker: fn(&mut BrokerConfig),
+    /// The broker listens on a port chosen when the cluster starts (with `listenPort - 2`
+    /// free for the VIP channel) instead of an ephemeral one, and
+    /// [`Cluster::restart_broker`] brings it back on that same port, as a restarted
+    /// production broker comes back on its configured port. Clients that cached the
+    /// broker's address (a transactional producer ending a transaction, a consumer's pull
+    /// loop) then reach the new broker without a route refresh.
+    pub stable_port: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { broker: |_| {} }
+        Self {
+            broker: |_| {},
+            stable_port: false,
+        }
     }
 }
 
@@ -175,6 +185,9 @@ impl Cluster {
             ..BrokerConfig::default()
         };
         broker_config.store.store_path_root_dir = dir.path().join("broker").join("store");
+        if options.stable_port {
+            broker_config.listen_port = free_port_with_vip();
+        }
         (options.broker)(&mut broker_config);
 
         let mut cluster = Self {
@@ -233,8 +246,9 @@ impl Cluster {
         self.logs.contents()
     }
 
-    /// Shuts the broker down cleanly and starts it again on the same data dir (and a new
-    /// ephemeral port), then waits until `topic`'s route names the new address.
+    /// Shuts the broker down cleanly and starts it again on the same data dir (on the same
+    /// port with [`ClusterOptions::stable_port`], else on a new ephemeral one), then waits
+    /// until `topic`'s route names the new address.
     pub async fn restart_broker(&mut self, topic: &str) {
         let broker = self.broker.take().expect("broker is running");
         self.admin.close_channel(broker.broker_addr());
@@ -265,6 +279,23 @@ impl Cluster {
             .channel(&addr)
             .await
             .unwrap_or_else(|e| panic!("connecting to the broker at {addr} failed: {e}"))
+    }
+
+    /// The broker's runtime counters, as `mqadmin brokerStatus` reads them
+    /// (GET_BROKER_RUNTIME_INFO).
+    pub async fn broker_runtime_info(&self) -> BTreeMap<String, String> {
+        let response = self
+            .broker_request(RemotingCommand::request(RequestCode::GetBrokerRuntimeInfo))
+            .await;
+        assert_eq!(
+            response.response_code(),
+            ResponseCode::Success,
+            "GET_BROKER_RUNTIME_INFO failed: {:?}",
+            response.remark
+        );
+        fastjson::from_slice::<KVTable>(&response.body.to_bytes(), "KVTable")
+            .expect("runtime info body decodes")
+            .table
     }
 
     /// A raw remoting request to the NameServer.
@@ -391,6 +422,19 @@ impl Drop for Cluster {
     }
 }
 
+/// A loopback port that is free, and whose `port - 2` (the broker's VIP channel) is free
+/// too. Both are released before returning; the broker binds them right after.
+fn free_port_with_vip() -> u16 {
+    for _ in 0..100 {
+        let main = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
+        let port = main.local_addr().expect("bound address").port();
+        if port > 1026 && std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port - 2)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port with a free port - 2 in 100 tries");
+}
+
 /// The runtime the nodes run on: its threads (workers and blocking pool alike) log into
 /// `logs`.
 fn node_runtime(name: &str, logs: &LogBuffer) -> tokio::runtime::Runtime {
@@ -415,15 +459,23 @@ fn node_runtime(name: &str, logs: &LogBuffer) -> tokio::runtime::Runtime {
         .expect("node runtime")
 }
 
+/// Blocking work the client runtime queues before refusing more. The client runs every
+/// transactional producer's local transaction and check on this lane, and skips the
+/// listener when the lane refuses (see README, "What to know"); the default 256 is less
+/// than the transactions tests keep in flight.
+const CLIENT_BLOCKING_QUEUE: usize = 4096;
+
 static CLIENT_RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
+    let mut config = RuntimeConfig {
         thread_name: "interop-client".to_owned(),
         worker_threads: 2,
         ..RuntimeConfig::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime starts")
+    };
+    config.blocking_lane_policies.metadata_io.max_queue_depth = CLIENT_BLOCKING_QUEUE;
+    RuntimeOwner::plan(config)
+        .expect("client runtime configuration is valid")
+        .build()
+        .expect("client runtime starts")
 });
 
 /// A client runtime scope for one producer or consumer, as the client's own tests build it.

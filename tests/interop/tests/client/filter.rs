@@ -109,6 +109,7 @@ async fn sql92_filter_delivers_exactly_the_matching_messages() {
         "sqlfilter",
         ClusterOptions {
             broker: |c| c.enable_property_filter = true,
+            ..ClusterOptions::default()
         },
     )
     .await;

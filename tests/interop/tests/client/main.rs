@@ -13,6 +13,7 @@ mod pull;
 mod query;
 mod retry;
 mod send;
+mod transaction;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -168,6 +168,7 @@ async fn unknown_topic_with_auto_create_off_gets_topic_not_exist() {
         "noauto",
         ClusterOptions {
             broker: |c| c.auto_create_topic_enable = false,
+            ..ClusterOptions::default()
         },
     )
     .await;
@@ -248,6 +249,7 @@ async fn message_over_max_message_size_gets_message_illegal() {
         "maxsize",
         ClusterOptions {
             broker: |c| c.store.max_message_size_bytes = MAX,
+            ..ClusterOptions::default()
         },
     )
     .await;
@@ -325,6 +327,7 @@ async fn invalid_sql_expression_gets_subscription_parse_failed() {
         "badsql",
         ClusterOptions {
             broker: |c| c.enable_property_filter = true,
+            ..ClusterOptions::default()
         },
     )
     .await;

@@ -31,6 +31,7 @@ async fn reconsume_later_redelivers_with_reconsume_times_and_ends_in_the_dlq() {
         "retry",
         ClusterOptions {
             broker: |c| c.store.message_delay_level = SHORT_DELAY_LEVELS.to_owned(),
+            ..ClusterOptions::default()
         },
     )
     .await;
