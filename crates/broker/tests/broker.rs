@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use karman_protocol::body::{HeartbeatData, TopicRouteData, fastjson};
 use karman_protocol::header::{
     ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader, GetMaxOffsetRequestHeader,
@@ -15,8 +15,9 @@ use karman_protocol::header::{
 use karman_protocol::message::batch::encode_batch_entry;
 use karman_protocol::message::id::parse_offset_msg_id;
 use karman_protocol::message::{MessageExt, property};
-use karman_protocol::{RemotingCommand, RequestCode, ResponseCode};
+use karman_protocol::{FrameDecoder, RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use support::{Cluster, messages, now_ms};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn props(pairs: &[(&str, &str)]) -> String {
     pairs
@@ -649,9 +650,38 @@ async fn full_send_queue_answers_system_busy_with_a_reason() {
         c.wait_time_mills_in_send_queue = 0;
     })
     .await;
-    let bodies: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
-    let sends = bodies.iter().map(|body| cluster.send("Busy", 0, body, ""));
-    let responses = futures::future::join_all(sends).await;
+    // The topic first, so that the burst below is all plain sends.
+    assert_eq!(
+        cluster.send("Busy", 0, "first", "").await.response_code(),
+        ResponseCode::Success
+    );
+    // All 50 requests in one write: the broker reads them in one go and starts them
+    // together, so the queue of 1 overflows however fast the store is. Sent one by one
+    // they may each finish before the next arrives on a slow machine.
+    let mut burst = BytesMut::new();
+    for opaque in 1..=50 {
+        let mut request = support::send_request("Busy", 0, &format!("m{opaque}"), "");
+        request.opaque = opaque;
+        request.encode(SerializeType::Json, &mut burst).unwrap();
+    }
+    let mut stream = tokio::net::TcpStream::connect(cluster.broker_addr())
+        .await
+        .unwrap();
+    stream.write_all(&burst).await.unwrap();
+    let decoder = FrameDecoder::default();
+    let mut buffer = BytesMut::new();
+    let mut responses = Vec::new();
+    while responses.len() < 50 {
+        if let Some(frame) = decoder.decode(&mut buffer).unwrap() {
+            responses.push(RemotingCommand::decode(frame).unwrap());
+        } else {
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buffer))
+                .await
+                .expect("50 responses within 10 s")
+                .unwrap();
+            assert!(read > 0, "the broker closed the connection");
+        }
+    }
     let busy: Vec<_> = responses
         .iter()
         .filter(|r| r.response_code() == ResponseCode::SystemBusy)

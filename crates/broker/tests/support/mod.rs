@@ -105,23 +105,8 @@ impl Cluster {
         body: &str,
         properties: &str,
     ) -> RemotingCommand {
-        let header = SendMessageRequestHeaderV2 {
-            producer_group: "test_producer".into(),
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            default_topic_queue_nums: 4,
-            queue_id,
-            sys_flag: 0,
-            born_timestamp: now_ms(),
-            flag: 0,
-            properties: Some(properties.into()),
-            reconsume_times: Some(0),
-            ..SendMessageRequestHeaderV2::default()
-        };
-        let request = RemotingCommand::request_with_header(RequestCode::SendMessageV2, &header)
-            .unwrap()
-            .with_body(Bytes::copy_from_slice(body.as_bytes()));
-        self.call(request).await
+        self.call(send_request(topic, queue_id, body, properties))
+            .await
     }
 
     pub fn pull_request(
@@ -176,6 +161,26 @@ impl Cluster {
         }
         self.client.shutdown().await;
     }
+}
+
+/// A SEND_MESSAGE_V2 request as the Java client builds it.
+pub fn send_request(topic: &str, queue_id: i32, body: &str, properties: &str) -> RemotingCommand {
+    let header = SendMessageRequestHeaderV2 {
+        producer_group: "test_producer".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: now_ms(),
+        flag: 0,
+        properties: Some(properties.into()),
+        reconsume_times: Some(0),
+        ..SendMessageRequestHeaderV2::default()
+    };
+    RemotingCommand::request_with_header(RequestCode::SendMessageV2, &header)
+        .unwrap()
+        .with_body(Bytes::copy_from_slice(body.as_bytes()))
 }
 
 pub fn messages(response: &RemotingCommand) -> Vec<MessageExt> {
