@@ -189,6 +189,19 @@ fn flush_disk_type_key() -> ConfigKey<BrokerConfig> {
     }
 }
 
+fn warm_mapped_file_key() -> ConfigKey<BrokerConfig> {
+    ConfigKey {
+        name: "warmMapedFileEnable",
+        doc: "Zero-write and sync the next commit-log segment before the roll, so that fsyncs write data only (no block allocation to commit). Unset: true under SYNC_FLUSH, false under ASYNC_FLUSH. Costs a second write of every segment.",
+        reloadable: false,
+        get: |c| c.store.warms_commit_log().to_string(),
+        set: |c, v| {
+            c.store.warm_mapped_file_enable = Some(java_properties::ConfigValue::parse(v)?);
+            Ok(())
+        },
+    }
+}
+
 fn broker_role_key() -> ConfigKey<BrokerConfig> {
     ConfigKey {
         name: "brokerRole",
@@ -549,6 +562,7 @@ pub fn keys() -> Vec<ConfigKey<BrokerConfig>> {
             "Bytes per consume-queue file (a multiple of 20)."
         ),
         flush_disk_type_key(),
+        warm_mapped_file_key(),
         config_key!(
             BrokerConfig,
             "flushIntervalCommitLog",

@@ -416,8 +416,21 @@ impl Writer {
             - self
                 .position
                 .rem_euclid(self.shared.commit_log.segment_bytes());
-        self.segment = Some(self.shared.commit_log.create_segment(start)?);
+        self.roll_to(start)?;
         self.buffer_start = self.position;
+        Ok(())
+    }
+
+    /// Makes the segment starting at `start` the tail, warmed if the warmer has it ready,
+    /// and asks for the one after it.
+    fn roll_to(&mut self, start: i64) -> Result<()> {
+        let warmer = &self.shared.warmer;
+        let segment = self
+            .shared
+            .commit_log
+            .create_segment(start, warmer.take(start))?;
+        warmer.request(segment.end());
+        self.segment = Some(segment);
         Ok(())
     }
 
@@ -523,8 +536,7 @@ impl Writer {
         let segment_end = offset - offset.rem_euclid(segment_bytes) + segment_bytes;
         let records = validate_raw(offset, bytes, segment_end)?;
         if self.segment.as_ref().is_none_or(|s| s.end() <= offset) {
-            let start = offset - offset.rem_euclid(segment_bytes);
-            self.segment = Some(self.shared.commit_log.create_segment(start)?);
+            self.roll_to(offset - offset.rem_euclid(segment_bytes))?;
         }
         self.buffer_start = offset;
         self.buffer.extend_from_slice(bytes);

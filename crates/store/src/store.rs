@@ -9,6 +9,7 @@
 //! | `karman-flusher`   | fsync of the commit log (group commit under SYNC_FLUSH)  |
 //! | `karman-reput`     | consume queues and index, arrival notifications          |
 //! | `karman-maint`     | consume-queue/index flush, checkpoint, retention, disk-full flag |
+//! | `karman-warm`      | zero-writing the next commit-log segment (when warming is on) |
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,6 +39,7 @@ use crate::error::{Result, StoreError};
 use crate::index_file::IndexService;
 use crate::recovery::{self, RecoveryReport, TailCase};
 use crate::retention::{self, RetentionOutcome};
+use crate::warm::Warmer;
 
 /// A sleeping thread's doorbell.
 #[derive(Debug, Default)]
@@ -161,6 +163,12 @@ pub struct StoreStats {
     pub flush_count: u64,
     /// Time spent in those fsyncs.
     pub flush_us: u64,
+    /// The segment the next roll creates is warmed and waiting (see `warmMapedFileEnable`).
+    pub next_segment_warmed: bool,
+    /// Segments warmed since open.
+    pub segments_warmed: u64,
+    /// Rolls that found no warmed segment ready (warming on) and created a sparse one.
+    pub cold_rolls: u64,
 }
 
 /// What is shared between the store handle and its threads.
@@ -172,6 +180,7 @@ pub(crate) struct Shared {
     pub disk_probe: Arc<dyn DiskUsageProbe>,
     pub listener: Option<Arc<dyn ArrivalListener>>,
     pub commit_log: CommitLog,
+    pub warmer: Warmer,
     pub cqs: ConsumeQueueTable,
     pub index: Option<IndexService>,
     pub flags: Flags,
@@ -317,6 +326,7 @@ impl MessageStore {
         };
         let (flushed_tx, _) = watch::channel(0);
         let memory_total_bytes = config.memory_total_bytes.unwrap_or_else(memory_total_bytes);
+        let warmer = Warmer::new(config.warms_commit_log());
         let shared = Arc::new(Shared {
             config,
             resolved,
@@ -324,6 +334,7 @@ impl MessageStore {
             disk_probe: env.disk_probe,
             listener: env.arrival_listener,
             commit_log,
+            warmer,
             cqs,
             index,
             flags: Flags::default(),
@@ -537,6 +548,9 @@ impl MessageStore {
             commit_log_segment_count: shared.commit_log.segment_count(),
             flush_count: shared.stats.flush_count.load(Ordering::Relaxed),
             flush_us: shared.stats.flush_us.load(Ordering::Relaxed),
+            next_segment_warmed: shared.warmer.next_ready(),
+            segments_warmed: shared.warmer.warmed_count(),
+            cold_rolls: shared.warmer.cold_roll_count(),
         }
     }
 
@@ -587,6 +601,7 @@ impl MessageStore {
         join("karman-reput");
         shared.maintenance_stop.store(true, Ordering::Release);
         shared.maintenance_wakeup.notify();
+        shared.warmer.stop(crash);
         for thread in threads {
             let _ = thread.join();
         }
@@ -719,7 +734,7 @@ fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
             .spawn(body)
             .map_err(|source| StoreError::Thread { name, source })
     };
-    let mut threads = Vec::with_capacity(4);
+    let mut threads = Vec::with_capacity(5);
     threads.push(spawn("karman-writer", Box::new(move || writer.run(&rx)))?);
     let s = Arc::clone(shared);
     threads.push(spawn(
@@ -730,5 +745,18 @@ fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
     threads.push(spawn("karman-reput", Box::new(move || dispatch::run(&s)))?);
     let s = Arc::clone(shared);
     threads.push(spawn("karman-maint", Box::new(move || retention::run(&s)))?);
+    if shared.warmer.enabled() {
+        shared
+            .warmer
+            .request(shared.commit_log.next_segment_start());
+        let s = Arc::clone(shared);
+        threads.push(spawn(
+            "karman-warm",
+            Box::new(move || {
+                s.warmer
+                    .run(s.commit_log.dir(), s.commit_log.segment_bytes());
+            }),
+        )?);
+    }
     Ok((tx, threads))
 }
