@@ -199,8 +199,9 @@ pub(crate) struct Shared {
     pub dispatch_stop: AtomicBool,
     pub maintenance_stop: AtomicBool,
     pub memory_total_bytes: u64,
-    /// Appends the last group commit released (see `flush::gather`).
-    pub released_by_last_flush: AtomicUsize,
+    /// Appends with WAIT (under SYNC_FLUSH) the writer has published since open (see
+    /// `flush::gather`).
+    pub sync_written_total: AtomicU64,
     /// SYNC_FLUSH appends with WAIT between enqueue and answer (see `flush::gather`).
     pub sync_appends_in_flight: AtomicUsize,
 }
@@ -353,7 +354,7 @@ impl MessageStore {
             dispatch_stop: AtomicBool::new(false),
             maintenance_stop: AtomicBool::new(false),
             memory_total_bytes,
-            released_by_last_flush: AtomicUsize::new(0),
+            sync_written_total: AtomicU64::new(0),
             sync_appends_in_flight: AtomicUsize::new(0),
         });
         let report = recover(&shared, abnormal, checkpoint)?;
@@ -413,6 +414,7 @@ impl MessageStore {
         let _in_flight = wait.then(|| InFlight::enter(&self.shared.sync_appends_in_flight));
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest::Append {
+            wait,
             topic,
             queue_id,
             records,
