@@ -847,6 +847,26 @@ mod tests {
     }
 
     #[test]
+    fn warm_mapped_file_follows_the_flush_type_unless_set() {
+        let mut config = BrokerConfig::default();
+        assert!(!config.store.warms_commit_log());
+        config
+            .apply_text("flushDiskType = SYNC_FLUSH\n", false)
+            .unwrap();
+        assert!(config.store.warms_commit_log());
+        assert!(config.render().contains("warmMapedFileEnable=true"));
+        config
+            .apply_text("warmMapedFileEnable = false\n", false)
+            .unwrap();
+        assert!(!config.store.warms_commit_log());
+        let mut config = BrokerConfig::default();
+        config
+            .apply_text("warmMapedFileEnable = true\n", false)
+            .unwrap();
+        assert!(config.store.warms_commit_log());
+    }
+
+    #[test]
     fn bad_value_names_the_key() {
         let error = BrokerConfig::default()
             .apply_text("flushDiskType=SOMETIMES\n", false)
