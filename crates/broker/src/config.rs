@@ -189,6 +189,19 @@ fn flush_disk_type_key() -> ConfigKey<BrokerConfig> {
     }
 }
 
+fn warm_mapped_file_key() -> ConfigKey<BrokerConfig> {
+    ConfigKey {
+        name: "warmMapedFileEnable",
+        doc: "Zero-write and sync the next commit-log segment before the roll, so that fsyncs write data only (no block allocation to commit). Unset: true under SYNC_FLUSH, false under ASYNC_FLUSH. Costs a second write of every segment.",
+        reloadable: false,
+        get: |c| c.store.warms_commit_log().to_string(),
+        set: |c, v| {
+            c.store.warm_mapped_file_enable = Some(java_properties::ConfigValue::parse(v)?);
+            Ok(())
+        },
+    }
+}
+
 fn broker_role_key() -> ConfigKey<BrokerConfig> {
     ConfigKey {
         name: "brokerRole",
@@ -549,6 +562,7 @@ pub fn keys() -> Vec<ConfigKey<BrokerConfig>> {
             "Bytes per consume-queue file (a multiple of 20)."
         ),
         flush_disk_type_key(),
+        warm_mapped_file_key(),
         config_key!(
             BrokerConfig,
             "flushIntervalCommitLog",
@@ -844,6 +858,26 @@ mod tests {
         assert_eq!(config.namesrv_addrs(), ["10.0.0.1:9876", "10.0.0.2:9876"]);
         assert_eq!(config.vip_listen_addr().unwrap().port(), 10919);
         assert_eq!(report.unknown_keys, ["somethingKarmanIgnores"]);
+    }
+
+    #[test]
+    fn warm_mapped_file_follows_the_flush_type_unless_set() {
+        let mut config = BrokerConfig::default();
+        assert!(!config.store.warms_commit_log());
+        config
+            .apply_text("flushDiskType = SYNC_FLUSH\n", false)
+            .unwrap();
+        assert!(config.store.warms_commit_log());
+        assert!(config.render().contains("warmMapedFileEnable=true"));
+        config
+            .apply_text("warmMapedFileEnable = false\n", false)
+            .unwrap();
+        assert!(!config.store.warms_commit_log());
+        let mut config = BrokerConfig::default();
+        config
+            .apply_text("warmMapedFileEnable = true\n", false)
+            .unwrap();
+        assert!(config.store.warms_commit_log());
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! cargo run --release -p karman-store --example store_throughput -- /work/bench-store [--restart-gib 10]
 //! ```
 //!
-//! Phases: `dd` bandwidth; 1 KiB ASYNC_FLUSH appends from 64 tasks; reading the backlog
-//! back from the page cache; write+fdatasync per message (the baseline); SYNC_FLUSH with
-//! 1 and 64 concurrent appenders; restart of a large store after a clean shutdown, after
-//! a crash, and with the checkpoint lost (full scan), warm and cold cache. The directory
-//! is deleted at the end. Prints one `key value` line per figure, then all of them as JSON.
+//! Phases (`KARMAN_BENCH_PHASES=async,sync,rolls,restart` selects): `dd` bandwidth (the
+//! 4 GiB one with `async` only); 1 KiB ASYNC_FLUSH appends from 64 tasks; reading the
+//! backlog back from the page cache; `sync`: write+fdatasync per message (the baseline,
+//! in a sparse and in a zero-written file) beside SYNC_FLUSH with 1 and 64 concurrent
+//! appenders, with warmed and with sparse segments; `rolls`: SYNC_FLUSH across several
+//! segment rolls, warming in the background; restart of a large store after a clean
+//! shutdown, after a crash, and with the checkpoint lost (full scan), warm and cold cache.
+//! The directory is deleted at the end. Prints one `key value` line per figure (with the
+//! load average where the machine is shared), then all of them as JSON.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
 use std::io::Write;
@@ -167,10 +171,12 @@ fn settle_disk() {
     std::thread::sleep(Duration::from_secs(1));
 }
 
-/// The baseline: one write + fdatasync per 1 KiB message, into a file sized up front like
-/// a commit-log segment (so neither side pays for growing the file).
-fn fsync_per_message_rate(dir: &Path, n: u64) -> f64 {
-    let path = dir.join("fsync.tmp");
+/// A 64 MiB file for the baseline. `warmed`: every page zero-written and synced first, as
+/// the store warms its segments, so that the loop rewrites allocated blocks; otherwise
+/// sized with `set_len` only (sparse, as an unwarmed segment), and then each call must use
+/// a fresh one, since a rewrite would find its blocks allocated by the previous round.
+fn baseline_file(dir: &Path, name: &str, warmed: bool) -> std::fs::File {
+    let path = dir.join(name);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -179,15 +185,32 @@ fn fsync_per_message_rate(dir: &Path, n: u64) -> f64 {
         .open(&path)
         .unwrap();
     file.set_len(64 << 20).unwrap();
+    if warmed {
+        let zeros = vec![0u8; 1 << 20];
+        for mib in 0..64 {
+            file.write_all_at(&zeros, mib << 20).unwrap();
+        }
+        file.sync_all().unwrap();
+    }
+    file
+}
+
+/// The baseline: one write + fdatasync per 1 KiB message (what the store's record
+/// takes), in a file sized up front like a commit-log segment.
+fn fsync_per_message_rate(file: &std::fs::File, n: u64) -> f64 {
     let buf = vec![b'f'; BODY_BYTES + 100];
     let started = Instant::now();
     for i in 0..n {
         file.write_all_at(&buf, i * buf.len() as u64).unwrap();
         file.sync_data().unwrap();
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    std::fs::remove_file(&path).unwrap();
-    rate
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn drop_caches() -> bool {
@@ -301,23 +324,26 @@ fn main() {
         "cpus",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
+    report.put("load_at_start", load_average());
 
     let phases =
-        std::env::var("KARMAN_BENCH_PHASES").unwrap_or_else(|_| "async,sync,restart".into());
+        std::env::var("KARMAN_BENCH_PHASES").unwrap_or_else(|_| "async,sync,rolls,restart".into());
     let phases: Vec<&str> = phases.split(',').map(str::trim).collect();
     // A 1 GiB dd on this VM often lands in the host's write cache (up to 2.3 GB/s), so the
     // disk's bandwidth is a 4 GiB dd, and the ASYNC phase writes 4 GiB too: both see the
     // same cache. The 1 GiB figure is reported for reference.
     let dd_1gib = dd_bytes_per_sec(&dir, 1024);
     report.put("dd_1gib_mb_per_sec", format!("{:.0}", dd_1gib / 1e6));
-    let dd = dd_bytes_per_sec(&dir, 4096);
-    report.put("dd_4gib_mb_per_sec", format!("{:.0}", dd / 1e6));
-
     if phases.contains(&"async") {
+        let dd = dd_bytes_per_sec(&dir, 4096);
+        report.put("dd_4gib_mb_per_sec", format!("{:.0}", dd / 1e6));
         async_phase(&dir, dd, &mut report);
     }
     if phases.contains(&"sync") {
         sync_phase(&dir, &mut report);
+    }
+    if phases.contains(&"rolls") {
+        sync_rolls_phase(&dir, &mut report);
     }
     if phases.contains(&"restart") && restart_gib > 0 {
         restart_phase(&dir, restart_gib, &mut report);
@@ -380,53 +406,164 @@ fn async_phase(dir: &Path, dd: f64, report: &mut Report) {
     std::fs::remove_dir_all(&async_dir).unwrap();
 }
 
-fn sync_phase(dir: &Path, report: &mut Report) {
-    settle_disk();
-    let sync_dir = dir.join("sync");
-    let store = Arc::new(MessageStore::open(config(&sync_dir, FlushDiskType::SyncFlush)).unwrap());
-    let (secs, _) = append_concurrently(&store, 1, 2000, true);
-    report.put(
-        "sync_1_appender_msgs_per_sec",
-        format!("{:.0}", 2000.0 / secs),
-    );
-    // The disk's fsync latency drifts by several times within minutes on this VM, so the
-    // baseline and the group-commit run alternate, three rounds, and the median ratio counts.
-    let mut ratios = Vec::new();
-    for round in 0..3 {
-        let baseline = fsync_per_message_rate(dir, 1000);
-        let n = 100_000;
-        let before = store.runtime_stats();
-        let (secs, _) = append_concurrently(&store, 64, n, true);
-        let after = store.runtime_stats();
-        let flushes = after.flush_count - before.flush_count;
-        report.put(
-            &format!("sync_round{round}_fsync_avg_us"),
-            (after.flush_us - before.flush_us) / flushes.max(1),
-        );
-        let rate = n as f64 / secs;
-        report.put(
-            &format!("sync_round{round}_fsync_per_message_msgs_per_sec"),
-            format!("{baseline:.0}"),
-        );
-        report.put(
-            &format!("sync_round{round}_64_appenders_msgs_per_sec"),
-            format!("{rate:.0}"),
-        );
-        report.put(
-            &format!("sync_round{round}_messages_per_fsync"),
-            format!("{:.1}", n as f64 / flushes as f64),
-        );
-        report.put(
-            &format!("sync_round{round}_ratio"),
-            format!("{:.1}", rate / baseline),
-        );
-        ratios.push(rate / baseline);
+fn sync_config(dir: &Path, warm: bool, segment_bytes: u64) -> StoreConfig {
+    let mut config = config(dir, FlushDiskType::SyncFlush);
+    config.warm_mapped_file_enable = Some(warm);
+    config.mapped_file_size_commit_log_bytes = segment_bytes;
+    config
+}
+
+fn wait_warmed(store: &MessageStore) {
+    while !store.runtime_stats().next_segment_warmed {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    ratios.sort_by(f64::total_cmp);
-    report.put(
-        "sync_64_vs_fsync_per_message_median",
-        format!("{:.1}", ratios[1]),
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// SYNC_FLUSH with warmed segments (the default) and without, beside the two baselines,
+/// alternating: the disk's fsync latency drifts by several times within minutes on this
+/// VM, so every round measures all four and the median ratios count.
+fn sync_phase(dir: &Path, report: &mut Report) {
+    const ROUNDS: usize = 5;
+    settle_disk();
+    let segment = 1 << 30;
+    let warm =
+        Arc::new(MessageStore::open(sync_config(&dir.join("sync-warm"), true, segment)).unwrap());
+    let sparse = Arc::new(
+        MessageStore::open(sync_config(&dir.join("sync-sparse"), false, segment)).unwrap(),
     );
-    Arc::into_inner(store).unwrap().shutdown().unwrap();
-    std::fs::remove_dir_all(&sync_dir).unwrap();
+    // The first segment is warmed before the first append and the second before the
+    // rounds, so that no zero-writing runs during them (the rolls phase measures that).
+    let started = Instant::now();
+    wait_warmed(&warm);
+    report.put(
+        "sync_warm_first_segment_secs",
+        format!("{:.1}", started.elapsed().as_secs_f64()),
+    );
+    append_concurrently(&warm, 1, 1, true);
+    wait_warmed(&warm);
+    let base_warm_file = baseline_file(dir, "fsync-warm.tmp", true);
+    settle_disk();
+    for (name, store) in [("warm", &warm), ("sparse", &sparse)] {
+        let (secs, _) = append_concurrently(store, 1, 2000, true);
+        report.put(
+            &format!("sync_{name}_1_appender_msgs_per_sec"),
+            format!("{:.0}", 2000.0 / secs),
+        );
+    }
+    let mut ratios: Vec<(&str, Vec<f64>)> = vec![
+        ("warm_vs_warmed_baseline", Vec::new()),
+        ("warm_vs_sparse_baseline", Vec::new()),
+        ("sparse_vs_sparse_baseline", Vec::new()),
+    ];
+    for round in 0..ROUNDS {
+        report.put(&format!("sync_round{round}_load"), load_average());
+        let base_sparse_file = baseline_file(dir, "fsync-sparse.tmp", false);
+        let base_sparse = fsync_per_message_rate(&base_sparse_file, 1000);
+        drop(base_sparse_file);
+        std::fs::remove_file(dir.join("fsync-sparse.tmp")).unwrap();
+        let base_warm = fsync_per_message_rate(&base_warm_file, 1000);
+        report.put(
+            &format!("sync_round{round}_baseline_sparse_msgs_per_sec"),
+            format!("{base_sparse:.0}"),
+        );
+        report.put(
+            &format!("sync_round{round}_baseline_warmed_msgs_per_sec"),
+            format!("{base_warm:.0}"),
+        );
+        let mut rates = Vec::new();
+        for (name, store) in [("warm", &warm), ("sparse", &sparse)] {
+            let n = 100_000;
+            let before = store.runtime_stats();
+            let (secs, _) = append_concurrently(store, 64, n, true);
+            let after = store.runtime_stats();
+            let flushes = after.flush_count - before.flush_count;
+            let rate = n as f64 / secs;
+            report.put(
+                &format!("sync_round{round}_{name}_64_appenders_msgs_per_sec"),
+                format!("{rate:.0}"),
+            );
+            report.put(
+                &format!("sync_round{round}_{name}_messages_per_fsync"),
+                format!("{:.1}", n as f64 / flushes as f64),
+            );
+            report.put(
+                &format!("sync_round{round}_{name}_fsync_avg_us"),
+                (after.flush_us - before.flush_us) / flushes.max(1),
+            );
+            rates.push(rate);
+        }
+        let round_ratios = [
+            rates[0] / base_warm,
+            rates[0] / base_sparse,
+            rates[1] / base_sparse,
+        ];
+        for ((name, all), ratio) in ratios.iter_mut().zip(round_ratios) {
+            report.put(&format!("sync_round{round}_{name}"), format!("{ratio:.1}"));
+            all.push(ratio);
+        }
+    }
+    for (name, all) in ratios {
+        report.put(
+            &format!("sync_median_{name}"),
+            format!("{:.1}", median(all)),
+        );
+    }
+    drop(base_warm_file);
+    std::fs::remove_file(dir.join("fsync-warm.tmp")).unwrap();
+    for (name, store) in [("warm", warm), ("sparse", sparse)] {
+        Arc::into_inner(store).unwrap().shutdown().unwrap();
+        std::fs::remove_dir_all(dir.join(format!("sync-{name}"))).unwrap();
+    }
+}
+
+/// SYNC_FLUSH across several rolls (256 MiB segments), so that the warming of each next
+/// segment runs beside the group commits as it does in a long-lived broker.
+fn sync_rolls_phase(dir: &Path, report: &mut Report) {
+    let n: u64 = 1_200_000;
+    for warm in [true, false] {
+        settle_disk();
+        let name = if warm { "warm" } else { "sparse" };
+        let store_dir = dir.join(format!("rolls-{name}"));
+        let store = Arc::new(MessageStore::open(sync_config(&store_dir, warm, 256 << 20)).unwrap());
+        report.put(&format!("rolls_{name}_load"), load_average());
+        let (secs, bytes) = append_concurrently(&store, 64, n, true);
+        let stats = store.runtime_stats();
+        report.put(
+            &format!("rolls_{name}_64_appenders_msgs_per_sec"),
+            format!("{:.0}", n as f64 / secs),
+        );
+        report.put(&format!("rolls_{name}_bytes"), bytes);
+        report.put(
+            &format!("rolls_{name}_segments"),
+            stats.commit_log_segment_count,
+        );
+        report.put(
+            &format!("rolls_{name}_segments_warmed"),
+            stats.segments_warmed,
+        );
+        report.put(&format!("rolls_{name}_cold_rolls"), stats.cold_rolls);
+        report.put(
+            &format!("rolls_{name}_messages_per_fsync"),
+            format!("{:.1}", n as f64 / stats.flush_count as f64),
+        );
+        report.put(
+            &format!("rolls_{name}_fsync_avg_us"),
+            stats.flush_us / stats.flush_count.max(1),
+        );
+        Arc::into_inner(store).unwrap().shutdown().unwrap();
+        std::fs::remove_dir_all(&store_dir).unwrap();
+    }
+    let file = baseline_file(dir, "fsync-warm.tmp", true);
+    settle_disk();
+    report.put(
+        "rolls_baseline_warmed_msgs_per_sec",
+        format!("{:.0}", fsync_per_message_rate(&file, 1000)),
+    );
+    drop(file);
+    std::fs::remove_file(dir.join("fsync-warm.tmp")).unwrap();
 }

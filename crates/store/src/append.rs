@@ -264,6 +264,8 @@ pub(crate) fn enters_consume_queue(sys_flag: i32) -> bool {
 #[derive(Debug)]
 pub(crate) enum WriteRequest {
     Append {
+        /// SYNC_FLUSH with WAIT: the append waits for the fsync (counted for the gather).
+        wait: bool,
         topic: String,
         queue_id: i32,
         records: Vec<EncodedRecord>,
@@ -294,6 +296,8 @@ pub(crate) struct Writer {
     buffer_start: i64,
     queue_offsets: HashMap<String, HashMap<i32, i64>>,
     last_store_timestamp_ms: i64,
+    /// Appends with WAIT placed in the batch being built.
+    batch_waiting: u64,
 }
 
 impl Writer {
@@ -308,6 +312,7 @@ impl Writer {
             buffer_start: position,
             queue_offsets,
             last_store_timestamp_ms: 0,
+            batch_waiting: 0,
         }
     }
 
@@ -324,6 +329,7 @@ impl Writer {
             while let Some(request) = next.take() {
                 match request {
                     WriteRequest::Append {
+                        wait,
                         topic,
                         queue_id,
                         records,
@@ -331,6 +337,9 @@ impl Writer {
                         reply,
                     } => {
                         let result = self.place(&topic, queue_id, records, store_host);
+                        if wait && result.status.is_ok() {
+                            self.batch_waiting += 1;
+                        }
                         replies.push((reply, result));
                     }
                     WriteRequest::Raw {
@@ -368,8 +377,12 @@ impl Writer {
             }
         } else {
             self.shared.commit_log.publish_written(self.position);
+            self.shared
+                .sync_written_total
+                .fetch_add(self.batch_waiting, std::sync::atomic::Ordering::Release);
             self.shared.wake_after_write();
         }
+        self.batch_waiting = 0;
         for (reply, result) in replies.drain(..) {
             let _ = reply.send(result);
         }
@@ -416,8 +429,21 @@ impl Writer {
             - self
                 .position
                 .rem_euclid(self.shared.commit_log.segment_bytes());
-        self.segment = Some(self.shared.commit_log.create_segment(start)?);
+        self.roll_to(start)?;
         self.buffer_start = self.position;
+        Ok(())
+    }
+
+    /// Makes the segment starting at `start` the tail, warmed if the warmer has it ready,
+    /// and asks for the one after it.
+    fn roll_to(&mut self, start: i64) -> Result<()> {
+        let warmer = &self.shared.warmer;
+        let segment = self
+            .shared
+            .commit_log
+            .create_segment(start, warmer.take(start))?;
+        warmer.request(segment.end());
+        self.segment = Some(segment);
         Ok(())
     }
 
@@ -523,8 +549,7 @@ impl Writer {
         let segment_end = offset - offset.rem_euclid(segment_bytes) + segment_bytes;
         let records = validate_raw(offset, bytes, segment_end)?;
         if self.segment.as_ref().is_none_or(|s| s.end() <= offset) {
-            let start = offset - offset.rem_euclid(segment_bytes);
-            self.segment = Some(self.shared.commit_log.create_segment(start)?);
+            self.roll_to(offset - offset.rem_euclid(segment_bytes))?;
         }
         self.buffer_start = offset;
         self.buffer.extend_from_slice(bytes);

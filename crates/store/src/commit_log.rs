@@ -24,6 +24,7 @@ use parking_lot::RwLock;
 
 use crate::error::{Result, StoreError};
 use crate::mapped_file::{be_i32, map_shared_bytes, open_rw};
+use crate::warm::{WARMING_SUFFIX, WarmedFile};
 
 /// Bytes of the end-of-segment blank tail: size and BLANK_MAGIC.
 pub const BLANK_TAIL_BYTES: i64 = 8;
@@ -114,6 +115,7 @@ impl CommitLog {
     /// segment shorter than the configured size (a crash while creating it) is extended.
     pub fn open(dir: &Path, segment_bytes: i64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create_dir", dir, e))?;
+        delete_warming_leftovers(dir)?;
         let files = list_numbered_files(dir)?;
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(files.len());
         let last_index = files.len().saturating_sub(1);
@@ -241,14 +243,40 @@ impl CommitLog {
             .flatten()
     }
 
-    /// Creates the segment that starts at `start` (the writer's roll).
-    pub fn create_segment(&self, start: i64) -> Result<Arc<Segment>> {
+    /// Start of the segment the next roll creates.
+    pub fn next_segment_start(&self) -> i64 {
+        self.segments.read().last().map_or_else(
+            || {
+                let written = self.written_offset();
+                written - written.rem_euclid(self.segment_bytes)
+            },
+            |s| s.end(),
+        )
+    }
+
+    /// Creates the segment that starts at `start` (the writer's roll): from `warmed` when
+    /// it is that segment's warmed file (see [`crate::warm`]), sparse otherwise.
+    pub fn create_segment(&self, start: i64, warmed: Option<WarmedFile>) -> Result<Arc<Segment>> {
         let path = self.dir.join(file_name(start));
-        let file = open_rw(&path, true, "create segment")?;
-        file.set_len(u64::try_from(self.segment_bytes).unwrap_or(0))
-            .map_err(|e| StoreError::io("set_len", &path, e))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("fsync", &path, e))?;
+        let file = match warmed {
+            Some(warmed) if warmed.start == start => {
+                std::fs::rename(&warmed.path, &path)
+                    .map_err(|e| StoreError::io("rename warmed segment", &warmed.path, e))?;
+                warmed.file
+            }
+            other => {
+                if let Some(stale) = other {
+                    let _ = std::fs::remove_file(&stale.path);
+                }
+                let file = open_rw(&path, true, "create segment")?;
+                file.set_len(u64::try_from(self.segment_bytes).unwrap_or(0))
+                    .map_err(|e| StoreError::io("set_len", &path, e))?;
+                file.sync_all()
+                    .map_err(|e| StoreError::io("fsync", &path, e))?;
+                file
+            }
+        };
+        // The name must be durable before any record in the file is acknowledged.
         sync_dir(&self.dir)?;
         let data = map_shared_bytes(&file, &path)?;
         let segment = Arc::new(Segment {
@@ -330,6 +358,27 @@ impl CommitLog {
         }
         Ok(())
     }
+}
+
+/// Deletes segments a crash left half-warmed (or warmed and never used): they hold only
+/// zeros and were never part of the log.
+fn delete_warming_leftovers(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("read_dir", dir, e))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| StoreError::io("read_dir", dir, e))?
+            .path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(WARMING_SUFFIX))
+        {
+            tracing::info!(file = %path.display(), "deleting an unused warming segment");
+            std::fs::remove_file(&path)
+                .map_err(|e| StoreError::io("delete warming segment", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn open_segment(path: &Path, start: i64, segment_bytes: i64, is_last: bool) -> Result<Segment> {

@@ -27,22 +27,14 @@ pub(crate) fn flush_once(shared: &Shared) -> bool {
     if written <= flushed {
         return true;
     }
-    // Appends waiting now all ended at or below `written`: this fsync releases them.
-    let waiting = shared.flushed_tx.receiver_count();
     let started = Instant::now();
     match log.sync_range(flushed, written) {
         Ok(()) => {
             let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             shared.stats.flush_us.fetch_add(us, Ordering::Relaxed);
             log.set_flushed(written);
-            shared
-                .stats
-                .flush_count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.stats.flush_count.fetch_add(1, Ordering::Relaxed);
             shared.flushed_tx.send_replace(written);
-            shared
-                .released_by_last_flush
-                .store(waiting, Ordering::Release);
             true
         }
         Err(error) => {
@@ -56,25 +48,38 @@ pub(crate) fn flush_once(shared: &Shared) -> bool {
 /// Longest a group commit waits for its group to gather.
 const GATHER_MAX: Duration = Duration::from_micros(500);
 
+/// What the flusher remembers of the last group commit.
+#[derive(Debug, Default)]
+struct Group {
+    /// `sync_written_total` that the last fsync covered.
+    covered: u64,
+    /// Appends with WAIT that the last fsync released.
+    released: usize,
+}
+
 /// Lets the group gather before the next fsync, so that one fsync covers every append in
 /// flight instead of whoever happened to be first. Without it, 64 appenders split into two
 /// half-groups that alternate, and each fsync covers about 32.
 ///
-/// The group is complete when as many appends wait for the flush as are in flight (queued
-/// or written with WAIT), and at least as many as the last fsync released (those are on
-/// their way back with their next append). The wait is bounded by [`GATHER_MAX`]; a
-/// lone appender never waits. (Real time, not the store's clock: this paces a thread and
-/// decides nothing.)
-fn gather(shared: &Shared) {
-    let released = shared.released_by_last_flush.load(Ordering::Acquire);
+/// The group is complete once the writer has written as many appends with WAIT since the
+/// last fsync as are in flight (queued, or written and waiting), and at least as many as
+/// the last fsync released (those are on their way back with their next append). The
+/// flusher sleeps until the writer's next batch rather than spinning: on two cores a
+/// spinning flusher takes the CPU the group needs to arrive. The wait is bounded by
+/// [`GATHER_MAX`]; a lone appender never waits. (Real time, not the store's clock: this
+/// paces a thread and decides nothing.)
+fn gather(shared: &Shared, last: &Group) {
     let deadline = Instant::now() + GATHER_MAX;
     loop {
         let in_flight = shared.sync_appends_in_flight.load(Ordering::Acquire);
-        let group = released.max(in_flight);
-        if group <= 1 || shared.flushed_tx.receiver_count() >= group || Instant::now() >= deadline {
+        let group = last.released.max(in_flight);
+        let written = shared.sync_written_total.load(Ordering::Acquire) - last.covered;
+        let written = usize::try_from(written).unwrap_or(usize::MAX);
+        let now = Instant::now();
+        if group <= 1 || written >= group || now >= deadline {
             return;
         }
-        std::thread::yield_now();
+        shared.flush_wakeup.wait(deadline - now);
     }
 }
 
@@ -82,6 +87,7 @@ fn gather(shared: &Shared) {
 pub(crate) fn run(shared: &Shared) {
     let config = &shared.config;
     let mut last_thorough_ms = shared.clock.now_ms();
+    let mut group = Group::default();
     loop {
         let stopping = shared.flush_stop.load(Ordering::Acquire);
         if stopping {
@@ -91,8 +97,14 @@ pub(crate) fn run(shared: &Shared) {
         match config.flush_disk_type {
             FlushDiskType::SyncFlush => {
                 shared.flush_wakeup.wait(Duration::from_millis(10));
-                gather(shared);
-                flush_once(shared);
+                gather(shared, &group);
+                // Read before the fsync reads the written offset, so that every append
+                // counted here is covered by it.
+                let covered = shared.sync_written_total.load(Ordering::Acquire);
+                if flush_once(shared) && covered > group.covered {
+                    group.released = usize::try_from(covered - group.covered).unwrap_or(usize::MAX);
+                    group.covered = covered;
+                }
             }
             FlushDiskType::AsyncFlush => {
                 shared.flush_wakeup.wait(Duration::from_millis(

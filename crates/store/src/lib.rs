@@ -60,6 +60,7 @@ mod pull;
 pub mod recovery;
 mod retention;
 mod store;
+mod warm;
 
 pub use append::{AppendMessage, AppendResult, AppendStatus, IllegalReason, Unavailable};
 pub use checkpoint::{Checkpoint, CheckpointState};

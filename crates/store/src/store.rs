@@ -9,6 +9,7 @@
 //! | `karman-flusher`   | fsync of the commit log (group commit under SYNC_FLUSH)  |
 //! | `karman-reput`     | consume queues and index, arrival notifications          |
 //! | `karman-maint`     | consume-queue/index flush, checkpoint, retention, disk-full flag |
+//! | `karman-warm`      | zero-writing the next commit-log segment (when warming is on) |
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,6 +39,7 @@ use crate::error::{Result, StoreError};
 use crate::index_file::IndexService;
 use crate::recovery::{self, RecoveryReport, TailCase};
 use crate::retention::{self, RetentionOutcome};
+use crate::warm::Warmer;
 
 /// A sleeping thread's doorbell.
 #[derive(Debug, Default)]
@@ -161,6 +163,12 @@ pub struct StoreStats {
     pub flush_count: u64,
     /// Time spent in those fsyncs.
     pub flush_us: u64,
+    /// The segment the next roll creates is warmed and waiting (see `warmMapedFileEnable`).
+    pub next_segment_warmed: bool,
+    /// Segments warmed since open.
+    pub segments_warmed: u64,
+    /// Rolls that found no warmed segment ready (warming on) and created a sparse one.
+    pub cold_rolls: u64,
 }
 
 /// What is shared between the store handle and its threads.
@@ -172,6 +180,7 @@ pub(crate) struct Shared {
     pub disk_probe: Arc<dyn DiskUsageProbe>,
     pub listener: Option<Arc<dyn ArrivalListener>>,
     pub commit_log: CommitLog,
+    pub warmer: Warmer,
     pub cqs: ConsumeQueueTable,
     pub index: Option<IndexService>,
     pub flags: Flags,
@@ -190,8 +199,9 @@ pub(crate) struct Shared {
     pub dispatch_stop: AtomicBool,
     pub maintenance_stop: AtomicBool,
     pub memory_total_bytes: u64,
-    /// Appends the last group commit released (see `flush::gather`).
-    pub released_by_last_flush: AtomicUsize,
+    /// Appends with WAIT (under SYNC_FLUSH) the writer has published since open (see
+    /// `flush::gather`).
+    pub sync_written_total: AtomicU64,
     /// SYNC_FLUSH appends with WAIT between enqueue and answer (see `flush::gather`).
     pub sync_appends_in_flight: AtomicUsize,
 }
@@ -330,6 +340,7 @@ impl MessageStore {
         };
         let (flushed_tx, _) = watch::channel(0);
         let memory_total_bytes = config.memory_total_bytes.unwrap_or_else(memory_total_bytes);
+        let warmer = Warmer::new(config.warms_commit_log());
         let shared = Arc::new(Shared {
             config,
             resolved,
@@ -337,6 +348,7 @@ impl MessageStore {
             disk_probe: env.disk_probe,
             listener: env.arrival_listener,
             commit_log,
+            warmer,
             cqs,
             index,
             flags: Flags::default(),
@@ -355,7 +367,7 @@ impl MessageStore {
             dispatch_stop: AtomicBool::new(false),
             maintenance_stop: AtomicBool::new(false),
             memory_total_bytes,
-            released_by_last_flush: AtomicUsize::new(0),
+            sync_written_total: AtomicU64::new(0),
             sync_appends_in_flight: AtomicUsize::new(0),
         });
         let report = recover(&shared, abnormal, checkpoint)?;
@@ -415,6 +427,7 @@ impl MessageStore {
         let _in_flight = wait.then(|| InFlight::enter(&self.shared.sync_appends_in_flight));
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest::Append {
+            wait,
             topic,
             queue_id,
             records,
@@ -550,6 +563,9 @@ impl MessageStore {
             commit_log_segment_count: shared.commit_log.segment_count(),
             flush_count: shared.stats.flush_count.load(Ordering::Relaxed),
             flush_us: shared.stats.flush_us.load(Ordering::Relaxed),
+            next_segment_warmed: shared.warmer.next_ready(),
+            segments_warmed: shared.warmer.warmed_count(),
+            cold_rolls: shared.warmer.cold_roll_count(),
         }
     }
 
@@ -600,6 +616,7 @@ impl MessageStore {
         join("karman-reput");
         shared.maintenance_stop.store(true, Ordering::Release);
         shared.maintenance_wakeup.notify();
+        shared.warmer.stop(crash);
         for thread in threads {
             let _ = thread.join();
         }
@@ -732,7 +749,7 @@ fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
             .spawn(body)
             .map_err(|source| StoreError::Thread { name, source })
     };
-    let mut threads = Vec::with_capacity(4);
+    let mut threads = Vec::with_capacity(5);
     threads.push(spawn("karman-writer", Box::new(move || writer.run(&rx)))?);
     let s = Arc::clone(shared);
     threads.push(spawn(
@@ -743,5 +760,18 @@ fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
     threads.push(spawn("karman-reput", Box::new(move || dispatch::run(&s)))?);
     let s = Arc::clone(shared);
     threads.push(spawn("karman-maint", Box::new(move || retention::run(&s)))?);
+    if shared.warmer.enabled() {
+        shared
+            .warmer
+            .request(shared.commit_log.next_segment_start());
+        let s = Arc::clone(shared);
+        threads.push(spawn(
+            "karman-warm",
+            Box::new(move || {
+                s.warmer
+                    .run(s.commit_log.dir(), s.commit_log.segment_bytes());
+            }),
+        )?);
+    }
     Ok((tx, threads))
 }
