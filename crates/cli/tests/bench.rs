@@ -23,16 +23,16 @@ impl Cluster {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let loopback = "127.0.0.1".parse().unwrap();
         let namesrv = runtime
             .block_on(karman_namesrv::start(NamesrvConfig {
-                bind_address: loopback,
+                bind_address: "127.0.0.1".parse().unwrap(),
                 listen_port: 0,
                 kv_config_path: dir.path().join("kvConfig.json"),
                 ..NamesrvConfig::default()
             }))
             .unwrap();
         let mut config = BrokerConfig::default();
+        let loopback = "127.0.0.1".parse().unwrap();
         config.bind_address = loopback;
         config.broker_ip1 = loopback;
         config.broker_ip2 = loopback;
@@ -120,7 +120,10 @@ fn every_send_mode_delivers_its_count_and_a_consumer_drains_them_from_the_first_
         (&["--mode", "async"], 100),
         (&["--mode", "oneway"], 100),
         (&["--mode", "sync", "--batch", "8"], 100),
-        (&["--mode", "async", "--batch", "8", "--in-flight", "4"], 200),
+        (
+            &["--mode", "async", "--batch", "8", "--in-flight", "4"],
+            200,
+        ),
     ];
     let mut acked = 0;
     for (args, count) in runs {

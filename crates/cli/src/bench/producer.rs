@@ -109,7 +109,8 @@ impl ProducerArgs {
 }
 
 /// What an async send resolves to: its result, when it left, its body bytes, its messages.
-type InFlight = futures::future::BoxFuture<'static, (karman_client::Result<()>, Instant, usize, u64)>;
+type InFlight =
+    futures::future::BoxFuture<'static, (karman_client::Result<()>, Instant, usize, u64)>;
 
 fn classify(counters: &Counters, error: &ClientError) {
     let broker_answer = match error {
@@ -399,7 +400,10 @@ mod tests {
             parse(&["--in-flight", "0"]),
         ] {
             let error = args.validate().unwrap_err();
-            assert!(error.downcast_ref::<crate::ConfigProblem>().is_some(), "{error}");
+            assert!(
+                error.downcast_ref::<crate::ConfigProblem>().is_some(),
+                "{error}"
+            );
         }
         assert!(parse(&["--mode", "oneway"]).validate().is_ok());
     }
