@@ -81,6 +81,7 @@ pub async fn run(mut args: E2eArgs) -> anyhow::Result<Summary> {
         mode: SendMode::Sync,
         async_send: false,
         batch: 1,
+        in_flight: 1,
         delay_level: 0,
         rate: args.rate,
         group: format!("{}_producer", args.group),

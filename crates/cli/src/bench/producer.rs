@@ -61,9 +61,14 @@ pub struct ProducerArgs {
     #[arg(short = 'y', long = "async")]
     pub async_send: bool,
 
-    /// Messages per send (> 1 sends batches).
+    /// Messages per send (> 1 sends batches; with --mode async, batches stay in flight
+    /// like single async sends).
     #[arg(short = 'b', long = "batch", default_value_t = 1)]
     pub batch: usize,
+
+    /// Async sends (single messages or batches) each sender keeps in flight.
+    #[arg(long = "in-flight", default_value_t = 32)]
+    pub in_flight: usize,
 
     /// Delay level of every message (0: none).
     #[arg(short = 'e', long = "delay-level", default_value_t = 0)]
@@ -86,10 +91,26 @@ impl ProducerArgs {
             self.mode
         }
     }
+
+    /// Rejects combinations no RocketMQ producer offers.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.mode() == SendMode::Oneway && self.batch > 1 {
+            return Err(crate::ConfigProblem(
+                "a batch is sent sync or async, never oneway: use --mode sync or --mode async with --batch"
+                    .to_owned(),
+            )
+            .into());
+        }
+        if self.in_flight == 0 {
+            return Err(crate::ConfigProblem("--in-flight must be at least 1".to_owned()).into());
+        }
+        Ok(())
+    }
 }
 
-/// Async sends a worker keeps in flight before it waits for the oldest.
-const ASYNC_IN_FLIGHT_PER_WORKER: usize = 32;
+/// What an async send resolves to: its result, when it left, its body bytes, its messages.
+type InFlight =
+    futures::future::BoxFuture<'static, (karman_client::Result<()>, Instant, usize, u64)>;
 
 fn classify(counters: &Counters, error: &ClientError) {
     let broker_answer = match error {
@@ -151,6 +172,7 @@ impl Quota {
 }
 
 pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
+    args.validate()?;
     let producer = Producer::builder()
         .client_config(args.common.client_config()?)
         .group(args.group.clone())
@@ -207,9 +229,9 @@ pub async fn run(args: ProducerArgs) -> anyhow::Result<Summary> {
         )
         .await;
     stop.cancel();
-    let measured = started.elapsed();
-    // Sends already under way finish before the producer goes.
+    // Sends already under way finish, and count, within the measured time.
     workers.wait().await;
+    let measured = started.elapsed();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -234,7 +256,9 @@ impl Worker {
         let mut recorder = self.reporter.recorder();
         let counters = self.reporter.counters.clone();
         let batch = self.args.batch.max(1) as u64;
-        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut in_flight = futures::stream::FuturesUnordered::<InFlight>::new();
+        let window = self.args.in_flight.max(1);
+        let mode = self.args.mode();
         let mut sequence = self.sequence_base;
         while !self.stop.is_cancelled() {
             let n = self.quota.take(batch);
@@ -250,17 +274,35 @@ impl Worker {
             sequence += n;
             let bytes = self.body.len() * messages.len();
             let sent_at = Instant::now();
-            let result = match (self.args.mode(), n) {
+            let result = match (mode, n) {
+                (SendMode::Async, n) if n > 1 => {
+                    // A batch in its own task, so that it makes progress while this
+                    // sender builds the next one.
+                    let producer = self.producer.clone();
+                    let send = tokio::spawn(async move { producer.send_batch(messages).await });
+                    in_flight.push(Box::pin(async move {
+                        let result = match send.await {
+                            Ok(result) => result.map(|_| ()),
+                            Err(_) => Err(ClientError::Shutdown {
+                                what: "the benchmark's batch send task",
+                            }),
+                        };
+                        (result, sent_at, bytes, n)
+                    }));
+                    self.drain_to(window - 1, &mut in_flight, &mut recorder, &counters)
+                        .await;
+                    continue;
+                }
                 (_, n) if n > 1 => self.producer.send_batch(messages).await.map(|_| ()),
                 (SendMode::Sync, _) => self.producer.send(one(messages)).await.map(|_| ()),
                 (SendMode::Oneway, _) => self.producer.send_oneway(one(messages)).await,
                 (SendMode::Async, _) => match self.producer.send_async(one(messages)).await {
                     Ok(handle) => {
-                        in_flight.push(async move { (handle.await, sent_at, bytes) });
-                        while in_flight.len() >= ASYNC_IN_FLIGHT_PER_WORKER {
-                            self.finish_one(&mut in_flight, &mut recorder, &counters)
-                                .await;
-                        }
+                        in_flight.push(Box::pin(async move {
+                            (handle.await.map(|_| ()), sent_at, bytes, 1)
+                        }));
+                        self.drain_to(window - 1, &mut in_flight, &mut recorder, &counters)
+                            .await;
                         continue;
                     }
                     Err(error) => Err(error),
@@ -268,29 +310,23 @@ impl Worker {
             };
             self.account(result, sent_at, bytes, n, &mut recorder, &counters);
         }
-        while !in_flight.is_empty() {
-            self.finish_one(&mut in_flight, &mut recorder, &counters)
-                .await;
-        }
+        self.drain_to(0, &mut in_flight, &mut recorder, &counters)
+            .await;
     }
 
-    async fn finish_one<F>(
+    /// Waits for async sends until at most `left` are in flight.
+    async fn drain_to(
         &self,
-        in_flight: &mut futures::stream::FuturesUnordered<F>,
+        left: usize,
+        in_flight: &mut futures::stream::FuturesUnordered<InFlight>,
         recorder: &mut hdrhistogram::sync::Recorder<u64>,
         counters: &Counters,
-    ) where
-        F: std::future::Future<
-                Output = (
-                    karman_client::Result<karman_client::SendResult>,
-                    Instant,
-                    usize,
-                ),
-            >,
-    {
+    ) {
         use futures::StreamExt as _;
-        if let Some((result, sent_at, bytes)) = in_flight.next().await {
-            self.account(result.map(|_| ()), sent_at, bytes, 1, recorder, counters);
+        while in_flight.len() > left {
+            if let Some((result, sent_at, bytes, n)) = in_flight.next().await {
+                self.account(result, sent_at, bytes, n, recorder, counters);
+            }
         }
     }
 
@@ -325,4 +361,63 @@ impl Worker {
 
 fn one(mut messages: Vec<Message>) -> Message {
     messages.pop().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        producer: ProducerArgs,
+    }
+
+    fn parse(args: &[&str]) -> ProducerArgs {
+        Cli::try_parse_from(std::iter::once("producer").chain(args.iter().copied()))
+            .unwrap()
+            .producer
+    }
+
+    #[test]
+    fn async_batches_and_sync_batches_are_accepted() {
+        for mode in ["sync", "async"] {
+            let args = parse(&["--mode", mode, "--batch", "32"]);
+            assert!(args.validate().is_ok(), "{mode}");
+        }
+        let args = parse(&["-y", "-b", "32", "--in-flight", "4"]);
+        assert_eq!(args.mode(), SendMode::Async);
+        assert_eq!(args.in_flight, 4);
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn oneway_batches_and_an_empty_window_are_configuration_errors() {
+        for args in [
+            parse(&["--mode", "oneway", "--batch", "2"]),
+            parse(&["--in-flight", "0"]),
+        ] {
+            let error = args.validate().unwrap_err();
+            assert!(
+                error.downcast_ref::<crate::ConfigProblem>().is_some(),
+                "{error}"
+            );
+        }
+        assert!(parse(&["--mode", "oneway"]).validate().is_ok());
+    }
+
+    #[test]
+    fn a_count_is_shared_out_exactly() {
+        let quota = Quota {
+            remaining: Some(AtomicU64::new(70)),
+        };
+        assert_eq!(quota.take(32), 32);
+        assert_eq!(quota.take(32), 32);
+        assert_eq!(quota.take(32), 6);
+        assert_eq!(quota.take(32), 0);
+        let unbounded = Quota { remaining: None };
+        assert_eq!(unbounded.take(32), 32);
+    }
 }
