@@ -15,20 +15,14 @@ use std::time::Duration;
 use karman_client::ClientConfig;
 use karman_client::consumer::LitePullConsumer;
 use karman_client::producer::Producer;
+use support::karman;
+
+mod support;
 
 const NAMESRV: &str = "127.0.0.1:9876";
 const BROKER: &str = "127.0.0.1:10911";
 /// Long outputs (getBrokerConfig, brokerStatus) are cut to this many lines in the page.
 const EXAMPLE_LINES_MAX: usize = 40;
-
-fn karman() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_karman"));
-    command
-        .env("TZ", "UTC")
-        .env_remove("NAMESRV_ADDR")
-        .env_remove("RUST_LOG");
-    command
-}
 
 fn docs_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/ADMIN.md")

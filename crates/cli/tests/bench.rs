@@ -2,85 +2,20 @@
 //! ephemeral ports. Counts are small; what is checked is that every mode delivers what
 //! it counts and that the `--json` last line carries the summary scripts read.
 
-use std::process::Command;
-
-use karman_broker::{BrokerConfig, BrokerHandle};
-use karman_namesrv::{NamesrvConfig, NamesrvHandle};
 use serde_json::Value;
+use support::Cluster;
 
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-    namesrv: Option<NamesrvHandle>,
-    broker: Option<BrokerHandle>,
-}
+mod support;
 
 impl Cluster {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let namesrv = runtime
-            .block_on(karman_namesrv::start(NamesrvConfig {
-                bind_address: "127.0.0.1".parse().unwrap(),
-                listen_port: 0,
-                kv_config_path: dir.path().join("kvConfig.json"),
-                ..NamesrvConfig::default()
-            }))
-            .unwrap();
-        let mut config = BrokerConfig::default();
-        let loopback = "127.0.0.1".parse().unwrap();
-        config.bind_address = loopback;
-        config.broker_ip1 = loopback;
-        config.broker_ip2 = loopback;
-        config.listen_port = 0;
-        config.broker_name = "broker-a".into();
-        config.namesrv_addr = Some(namesrv.local_addr().to_string());
-        config.store.store_path_root_dir = dir.path().join("store");
-        config.store.mapped_file_size_commit_log_bytes = 4 << 20;
-        config.store.mapped_file_size_consume_queue_bytes = 20 * 1000;
-        config.store.max_hash_slot_count = 1000;
-        config.store.max_index_count = 4000;
-        let broker = runtime.block_on(karman_broker::start(config)).unwrap();
-        Self {
-            runtime,
-            _dir: dir,
-            namesrv: Some(namesrv),
-            broker: Some(broker),
-        }
-    }
-
-    fn namesrv(&self) -> String {
-        self.namesrv.as_ref().unwrap().local_addr().to_string()
-    }
-
     /// Runs `karman bench <args> -n <namesrv> --json`.
     fn bench(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_karman"))
-            .env_remove("NAMESRV_ADDR")
-            .env_remove("RUST_LOG")
+        support::karman()
             .arg("bench")
             .args(args)
             .args(["-n", &self.namesrv(), "--json", "--report-interval", "1"])
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let (broker, namesrv) = (self.broker.take(), self.namesrv.take());
-        self.runtime.block_on(async {
-            if let Some(broker) = broker {
-                broker.shutdown().await;
-            }
-            if let Some(namesrv) = namesrv {
-                namesrv.shutdown().await;
-            }
-        });
     }
 }
 
