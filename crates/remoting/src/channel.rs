@@ -139,6 +139,7 @@ impl Channel {
             dispatcher: ctx.dispatcher.clone(),
             decoder: FrameDecoder::new(ctx.config.frame_bytes_max),
             in_flight: Arc::new(Semaphore::new(ctx.config.in_flight_requests_max.max(1))),
+            refused: AtomicU64::new(0),
             idle_timeout: ctx.config.idle_timeout,
             requests: ctx.requests.clone(),
         };
@@ -440,6 +441,9 @@ struct Reader {
     dispatcher: Arc<Dispatcher>,
     decoder: FrameDecoder,
     in_flight: Arc<Semaphore>,
+    /// Requests refused since the last one taken: an overload is logged when it starts and
+    /// when it ends, not once per refused request (a oneway flood refuses thousands).
+    refused: AtomicU64,
     idle_timeout: Duration,
     requests: TaskTracker,
 }
@@ -538,10 +542,13 @@ impl Reader {
             return;
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            warn!(
-                code = request.code,
-                "too many requests in flight on this connection"
-            );
+            if self.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                warn!(
+                    code = request.code,
+                    "too many requests in flight on this connection; refusing new ones \
+                     (SYSTEM_BUSY, oneway dropped) until some finish"
+                );
+            }
             if !oneway {
                 let busy = RemotingCommand::response_to(&request, ResponseCode::SystemBusy)
                     .with_remark("[OVERLOAD]system busy, start flow control for a while");
@@ -549,6 +556,10 @@ impl Reader {
             }
             return;
         };
+        if self.refused.load(Ordering::Relaxed) > 0 {
+            let refused = self.refused.swap(0, Ordering::Relaxed);
+            warn!(refused, "taking requests on this connection again");
+        }
         let channel = self.channel.clone();
         let span = tracing::debug_span!("req", code = request.code, opaque = request.opaque);
         self.requests.spawn(

@@ -254,6 +254,76 @@ async fn in_flight_limit_answers_system_busy() {
     server.shutdown().await;
 }
 
+/// Log lines written while `f` runs on this thread (the test runtime is single-threaded,
+/// so the server's tasks log here too).
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_overload_is_logged_when_it_starts_and_ends_not_per_refused_request() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || Captured(sink.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut config = ServerConfig::new(loopback());
+    config.connection.in_flight_requests_max = 1;
+    let (server, echo, _) = echo_server(config).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut wire = BytesMut::new();
+    let mut slow = route_request("slow");
+    slow.ext_fields.insert("sleepMs".into(), "300".into());
+    slow.opaque = 1;
+    slow.encode(SerializeType::Json, &mut wire).unwrap();
+    const FLOOD: usize = 50;
+    for opaque in 0..FLOOD {
+        let mut oneway = route_request("flood");
+        oneway.opaque = 100 + opaque as i32;
+        oneway.mark_oneway();
+        oneway.encode(SerializeType::Json, &mut wire).unwrap();
+    }
+    stream.write_all(&wire).await.unwrap();
+    assert_eq!(read_frame(&mut stream).await.unwrap().opaque, 1);
+
+    let mut after = route_request("after");
+    after.opaque = 2;
+    let mut wire = BytesMut::new();
+    after.encode(SerializeType::Json, &mut wire).unwrap();
+    stream.write_all(&wire).await.unwrap();
+    assert_eq!(read_frame(&mut stream).await.unwrap().opaque, 2);
+    assert_eq!(
+        echo.calls.load(Ordering::SeqCst),
+        2,
+        "the flood was refused"
+    );
+    server.shutdown().await;
+
+    let log = String::from_utf8(log.lock().clone()).unwrap();
+    let started: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("too many requests"))
+        .collect();
+    let ended: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("taking requests"))
+        .collect();
+    assert_eq!(started.len(), 1, "{log}");
+    assert_eq!(ended.len(), 1, "{log}");
+    assert!(ended[0].contains(&format!("refused={FLOOD}")), "{log}");
+}
+
 #[tokio::test]
 async fn idle_connection_is_closed() {
     let mut config = ServerConfig::new(loopback());
