@@ -123,6 +123,16 @@ async fn topic_configs_pulls_resets_and_connections() {
             .await
             .unwrap();
     }
+    // A send is acknowledged once the commit log has it; the consume queue follows
+    // asynchronously, and the pulls below read through it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while admin.max_offset(&mq).await.unwrap() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consume queue never reached 3 messages"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let one = admin
         .pull(TOOLS_CONSUMER_GROUP, &mq, "*", 1, 1)
