@@ -8,7 +8,7 @@ use karman_interop_tests::{Cluster, Collector, unique};
 use rocketmq_model::common::message::message_single::Message;
 use tokio::time::Instant;
 
-use super::{producer, recording_consumer};
+use super::{producer, topic_with_recorder};
 
 /// How long after the due time delivery may still count as on time.
 const SLACK: Duration = Duration::from_secs(2);
@@ -16,19 +16,8 @@ const SLACK: Duration = Duration::from_secs(2);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_level_2_is_delivered_after_5_s_and_by_7_s() {
     let cluster = Cluster::start("delay").await;
-    let topic = unique("DelayTopic");
-    cluster.create_topic(&topic, 2).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("delay_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "DelayTopic", 2, "delay_cg").await;
     let producer = producer(&cluster, &unique("delay_pg")).await;
     // The consumer is ready when an undelayed message gets through.
     send_and_wait_ready(&producer, &topic, &collector).await;
@@ -65,19 +54,8 @@ async fn delay_level_2_is_delivered_after_5_s_and_by_7_s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timer_message_for_now_plus_3_s_is_delivered_after_3_s_and_by_5_s() {
     let cluster = Cluster::start("timer").await;
-    let topic = unique("TimerTopic");
-    cluster.create_topic(&topic, 2).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("timer_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "TimerTopic", 2, "timer_cg").await;
     let producer = producer(&cluster, &unique("timer_pg")).await;
     send_and_wait_ready(&producer, &topic, &collector).await;
 

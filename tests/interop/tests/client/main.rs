@@ -64,6 +64,30 @@ pub fn push_consumer_builder(
         .consume_thread_max(4)
 }
 
+/// A new topic of `queues` queues and a started consumer (group `<group_prefix>…`,
+/// label "c") recording every message sent to it.
+pub async fn topic_with_recorder(
+    cluster: &Cluster,
+    topic_prefix: &str,
+    queues: i32,
+    group_prefix: &str,
+) -> (String, Collector, DefaultMQPushConsumer) {
+    let topic = unique(topic_prefix);
+    cluster.create_topic(&topic, queues).await;
+    let collector = Collector::new();
+    let consumer = recording_consumer(
+        cluster,
+        &unique(group_prefix),
+        "c",
+        &topic,
+        "*",
+        &collector,
+        |b| b,
+    )
+    .await;
+    (topic, collector, consumer)
+}
+
 /// A started concurrent push consumer that records every delivery into `collector` under
 /// `label` and always answers CONSUME_SUCCESS.
 pub async fn recording_consumer(

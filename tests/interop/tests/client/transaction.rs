@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cheetah_string::CheetahString;
 use karman_broker::BrokerConfig;
-use karman_interop_tests::{Cluster, ClusterOptions, Collector, PROMPT, client_runtime, counts};
+use karman_interop_tests::{Cluster, ClusterOptions, PROMPT, client_runtime, counts};
 use karman_interop_tests::{error_chain, unique};
 use rocketmq_client_rust::{
     LocalTransactionState, TransactionListener, TransactionMQProducer, TransactionSendResult,
@@ -22,7 +22,7 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::result::SendStatus;
 use tokio::time::Instant;
 
-use super::{Shared, client_config, message, recording_consumer, within};
+use super::{Shared, client_config, message, topic_with_recorder, within};
 
 use LocalTransactionState::{CommitMessage as Commit, RollbackMessage as Rollback, Unknown};
 
@@ -269,19 +269,8 @@ async fn commit_is_consumed_once_and_rollback_never() {
         },
     )
     .await;
-    let topic = unique("TxTopic");
-    cluster.create_topic(&topic, 2).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("tx_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "TxTopic", 2, "tx_cg").await;
     // The local transaction decides at once. A check-back would get COMMIT for anything:
     // were the broker to lose the rollback and ask, the rolled-back message would show.
     let (mut producer, calls) = tx_producer(
@@ -362,19 +351,8 @@ async fn commit_is_consumed_once_and_rollback_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_then_check_commit_is_consumed_once() {
     let cluster = Cluster::start_with("tx-check", fast_options()).await;
-    let topic = unique("TxTopic");
-    cluster.create_topic(&topic, 2).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("tx_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "TxTopic", 2, "tx_cg").await;
     let group = unique("tx_pg");
     let (mut producer, calls) =
         tx_producer(&cluster, &group, &topic, |_| Unknown, |_| Commit).await;
@@ -473,19 +451,8 @@ async fn orphan_half(cluster: &Cluster, group: &str, topic: &str, body: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_producer_of_the_group_decides_after_the_first_process_exits() {
     let cluster = Cluster::start_with("tx-orphan", fast_options()).await;
-    let topic = unique("TxTopic");
-    cluster.create_topic(&topic, 2).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("tx_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "TxTopic", 2, "tx_cg").await;
     let group = unique("tx_orphan_pg");
     let orphan_id = orphan_half(&cluster, &group, &topic, "orphaned").await;
 
@@ -559,19 +526,8 @@ async fn a_broker_restart_between_half_and_decision_loses_nothing_and_decides_on
         },
     )
     .await;
-    let topic = unique("TxTopic");
-    cluster.create_topic(&topic, 2).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("tx_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "TxTopic", 2, "tx_cg").await;
 
     // "blocked": the local transaction runs across the restart and then commits.
     // "unknown": the local transaction answers UNKNOW before the restart; the local store
@@ -746,19 +702,8 @@ async fn a_thousand_concurrent_transactions_end_decided_and_counted_exactly() {
             .collect(),
     );
     let cluster = Cluster::start_with("tx-many", fast_options()).await;
-    let topic = unique("TxTopic");
-    cluster.create_topic(&topic, 4).await;
-    let collector = Collector::new();
-    let mut consumer = recording_consumer(
-        &cluster,
-        &unique("tx_cg"),
-        "c",
-        &topic,
-        "*",
-        &collector,
-        |b| b,
-    )
-    .await;
+    let (topic, collector, mut consumer) =
+        topic_with_recorder(&cluster, "TxTopic", 4, "tx_cg").await;
 
     // The producer's local store: which local transactions ran, and how many checks each
     // UNKNOW one has answered.
