@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use cheetah_string::CheetahString;
 use karman_broker::BrokerConfig;
-use karman_interop_tests::{Cluster, ClusterOptions, PROMPT, client_runtime, counts};
+use karman_interop_tests::{
+    Cluster, ClusterOptions, Collector, PROMPT, Received, client_runtime, counts,
+};
 use karman_interop_tests::{error_chain, unique};
 use rocketmq_client_rust::{
     LocalTransactionState, TransactionListener, TransactionMQProducer, TransactionSendResult,
@@ -348,6 +350,24 @@ async fn commit_is_consumed_once_and_rollback_never() {
     cluster.shutdown().await;
 }
 
+/// Waits for the one delivery of a transaction settled by a check-back, then makes sure no
+/// second one follows while further checks could still run.
+async fn consumed_once(collector: &Collector, never: &str, calls: &Calls) -> Vec<Received> {
+    assert!(
+        collector.wait_count(1, PROMPT).await,
+        "{never}; checks: {:?}",
+        calls.checked.lock()
+    );
+    assert!(
+        !collector.wait_until(SETTLE, |all| all.len() > 1).await,
+        "consumed more than once: {:?}",
+        collector.all()
+    );
+    let all = collector.all();
+    assert_eq!(all.len(), 1);
+    all
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_then_check_commit_is_consumed_once() {
     let cluster = Cluster::start_with("tx-check", fast_options()).await;
@@ -360,18 +380,12 @@ async fn unknown_then_check_commit_is_consumed_once() {
     let sent_at = Instant::now();
     let result = send_tx(&producer, &topic, "checked").await;
     assert_eq!(result.local_transaction_state, Some(Unknown));
-    assert!(
-        collector.wait_count(1, PROMPT).await,
-        "the check-back never committed the transaction; checks: {:?}",
-        calls.checked.lock()
-    );
-    assert!(
-        !collector.wait_until(SETTLE, |all| all.len() > 1).await,
-        "consumed more than once: {:?}",
-        collector.all()
-    );
-    let all = collector.all();
-    assert_eq!(all.len(), 1);
+    let all = consumed_once(
+        &collector,
+        "the check-back never committed the transaction",
+        &calls,
+    )
+    .await;
     assert_eq!(all[0].body, "checked");
     assert_eq!(all[0].msg_id, msg_id(&result));
     assert_eq!(all[0].queue_id, queue_id(&result));
@@ -482,18 +496,12 @@ async fn a_new_producer_of_the_group_decides_after_the_first_process_exits() {
         )
         .await
     };
-    assert!(
-        collector.wait_count(1, PROMPT).await,
-        "the new producer never settled the transaction; its checks: {:?}",
-        calls.checked.lock()
-    );
-    assert!(
-        !collector.wait_until(SETTLE, |all| all.len() > 1).await,
-        "consumed more than once: {:?}",
-        collector.all()
-    );
-    let all = collector.all();
-    assert_eq!(all.len(), 1);
+    let all = consumed_once(
+        &collector,
+        "the new producer never settled the transaction",
+        &calls,
+    )
+    .await;
     assert_eq!(all[0].body, "orphaned");
     assert_eq!(
         all[0].msg_id, orphan_id,
