@@ -747,6 +747,13 @@ pub fn keys() -> Vec<ConfigKey<BrokerConfig>> {
         ),
         config_key!(
             BrokerConfig,
+            "pageCacheHotWindow",
+            store.page_cache_hot_window_bytes,
+            reloadable = false,
+            "Karman: the newest this many commit-log bytes stay in the page cache; pages of older, flushed data are handed back to the kernel (reads of them go to the disk), so that new writes reuse them instead of taking never-used memory, which a VM that returns free memory to its host pays for on first touch. 0 leaves it all to the kernel."
+        ),
+        config_key!(
+            BrokerConfig,
             "maxFilterMessageSize",
             store.max_filter_message_size_bytes,
             reloadable = false,

@@ -309,20 +309,41 @@ impl CommitLog {
             .map_err(|e| StoreError::io("pwrite", &segment.path, e))
     }
 
-    /// fdatasyncs every segment overlapping `[from, to)`.
-    pub fn sync_range(&self, from: i64, to: i64) -> Result<()> {
-        let overlapping: Vec<Arc<Segment>> = self
-            .segments
+    fn overlapping(&self, from: i64, to: i64) -> Vec<Arc<Segment>> {
+        self.segments
             .read()
             .iter()
             .filter(|s| s.start < to && s.end() > from)
             .cloned()
-            .collect();
-        for segment in overlapping {
+            .collect()
+    }
+
+    /// fdatasyncs every segment overlapping `[from, to)`.
+    pub fn sync_range(&self, from: i64, to: i64) -> Result<()> {
+        for segment in self.overlapping(from, to) {
             segment
                 .file
                 .sync_data()
                 .map_err(|e| StoreError::io("fdatasync", &segment.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Hands the page-cache pages of `[from, to)`, which must be flushed, back to the
+    /// kernel (see `StoreConfig::page_cache_hot_window_bytes`).
+    pub fn release_cached(&self, from: i64, to: i64) -> Result<()> {
+        for segment in self.overlapping(from, to) {
+            let within = |offset: i64| {
+                usize::try_from(offset.clamp(segment.start, segment.end()) - segment.start)
+                    .unwrap_or(0)
+            };
+            crate::mapped_file::release_pages(
+                &segment.file,
+                &segment.data,
+                within(from),
+                within(to),
+                &segment.path,
+            )?;
         }
         Ok(())
     }

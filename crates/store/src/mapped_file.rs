@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use std::fs::File;
+use std::num::NonZeroU64;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -47,6 +48,39 @@ pub(crate) fn map_shared_bytes(file: &File, path: &Path) -> Result<Bytes> {
     // again. An outside process editing the files breaks this, as with any mmap database.
     let map = unsafe { Mmap::map(file) }.map_err(|e| StoreError::io("mmap", path, e))?;
     Ok(Bytes::from_owner(map))
+}
+
+/// Hands bytes `[from, to)` of a segment mapped by [`map_shared_bytes`] back to the
+/// kernel: this process's page-table entries for them, then their page-cache pages. Only
+/// for flushed bytes: the kernel drops clean pages only. The bytes stay readable; the next
+/// access faults them in from the file.
+pub(crate) fn release_pages(
+    file: &File,
+    map: &Bytes,
+    from: usize,
+    to: usize,
+    path: &Path,
+) -> Result<()> {
+    let (from, to) = (
+        from.next_multiple_of(PAGE_BYTES),
+        to / PAGE_BYTES * PAGE_BYTES,
+    );
+    if to <= from || to > map.len() {
+        return Ok(());
+    }
+    let start = map.as_ptr().wrapping_add(from).cast_mut().cast();
+    // SAFETY: `[start, start + to - from)` lies inside `map`, a shared read-only mapping of
+    // `file` (page-aligned: the mapping starts on a page and both ends were rounded to
+    // pages). On a shared file mapping MADV_DONTNEED only drops page-table entries; a later
+    // read faults the same bytes back in from the page cache or the file. They lie below
+    // the flushed offset, which is written once and never again, so every slice of the
+    // mapping a reader holds keeps its contents.
+    unsafe { rustix::mm::madvise(start, to - from, rustix::mm::Advice::LinuxDontNeed) }
+        .map_err(|e| StoreError::io("madvise", path, e.into()))?;
+    let offset = u64::try_from(from).unwrap_or(u64::MAX);
+    let len = NonZeroU64::new(u64::try_from(to - from).unwrap_or(u64::MAX));
+    rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::DontNeed)
+        .map_err(|e| StoreError::io("fadvise", path, e.into()))
 }
 
 /// Maps a whole file writable, for consume-queue and index files.
@@ -98,6 +132,50 @@ pub(crate) fn put_at(buf: &mut [u8], at: usize, src: &[u8]) -> bool {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Resident KiB of the mapping that contains `address`, from /proc/self/smaps.
+    fn resident_kib(address: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            let bounds = range.split_once('-').map(|(from, to)| {
+                (
+                    usize::from_str_radix(from, 16),
+                    usize::from_str_radix(to, 16),
+                )
+            });
+            if let Some((Ok(from), Ok(to))) = bounds {
+                inside = (from..to).contains(&address);
+                continue;
+            }
+            if let Some(rss) = line.strip_prefix("Rss:").filter(|_| inside) {
+                return rss.trim().trim_end_matches("kB").trim().parse().unwrap();
+            }
+        }
+        panic!("no mapping at {address:#x}");
+    }
+
+    #[test]
+    fn released_pages_leave_the_mapping_and_read_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let content: Vec<u8> = (0..64 * PAGE_BYTES).map(|i| (i % 251) as u8).collect();
+        let mut file = File::create(&path).unwrap();
+        file.write_all(&content).unwrap();
+        file.sync_all().unwrap();
+        let file = File::open(&path).unwrap();
+        let map = map_shared_bytes(&file, &path).unwrap();
+        let held = map.slice(PAGE_BYTES * 10..PAGE_BYTES * 11);
+        assert_eq!(&map[..], &content[..]);
+        let address = map.as_ptr() as usize;
+        assert_eq!(resident_kib(address), 256);
+        // Unaligned ends are rounded inwards: pages 1..=47 go, 0 and 48.. stay.
+        release_pages(&file, &map, 100, PAGE_BYTES * 48 + 100, &path).unwrap();
+        assert_eq!(resident_kib(address), 4 * (64 - 47));
+        assert_eq!(&held[..], &content[PAGE_BYTES * 10..PAGE_BYTES * 11]);
+        assert_eq!(&map[..], &content[..]);
+    }
 
     #[test]
     fn slices_outlive_the_unlinked_file() {

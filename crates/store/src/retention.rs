@@ -170,11 +170,14 @@ pub(crate) fn run(shared: &Shared) {
     let checkpoint_every_ms =
         i64::try_from(config.flush_consume_queue_thorough_interval_ms).unwrap_or(60_000);
     let clean_every_ms = i64::try_from(config.clean_resource_interval_ms).unwrap_or(10_000);
-    let tick = Duration::from_millis(config.flush_interval_consume_queue_ms.clamp(1, 1000));
+    // Often enough that pages handed back are reused by the next writes before the
+    // kernel has a chance to report them free to a host.
+    let tick = Duration::from_millis(config.flush_interval_consume_queue_ms.clamp(1, 100));
     let start = shared.clock.now_ms();
     let (mut last_flush_ms, mut last_checkpoint_ms, mut last_clean_ms) = (start, start, start);
     while !shared.maintenance_stop.load(Ordering::Acquire) {
         shared.maintenance_wakeup.wait(tick);
+        release_cold_pages(shared);
         let now = shared.clock.now_ms();
         if now - last_checkpoint_ms >= checkpoint_every_ms {
             (last_checkpoint_ms, last_flush_ms) = (now, now);
@@ -194,6 +197,30 @@ pub(crate) fn run(shared: &Shared) {
             }
         }
     }
+}
+
+/// Pages are handed back once a quarter of the window (at most 64 MiB) has gone cold, so
+/// that each round is a few large madvise and fadvise calls rather than many small ones.
+const RELEASE_STEP_MAX_BYTES: i64 = 64 << 20;
+
+/// Hands back the page cache of flushed commit-log data older than the hot window.
+fn release_cold_pages(shared: &Shared) {
+    let window = i64::try_from(shared.config.page_cache_hot_window_bytes).unwrap_or(i64::MAX);
+    if window == 0 {
+        return;
+    }
+    let log = &shared.commit_log;
+    let released = &shared.stats.page_cache_released_below;
+    let below = released.load(Ordering::Relaxed);
+    let cold_below = log.flushed_offset().saturating_sub(window);
+    if cold_below - below < (window / 4).clamp(1, RELEASE_STEP_MAX_BYTES) {
+        return;
+    }
+    if let Err(error) = log.release_cached(below, cold_below) {
+        // Only memory is at stake: the pages stay cached until the kernel wants them.
+        tracing::warn!(%error, "could not hand back the page cache of old commit-log data");
+    }
+    released.store(cold_below, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ pub(crate) struct Stats {
     disk_used_ratio_ppm: AtomicU64,
     pub flush_count: AtomicU64,
     pub flush_us: AtomicU64,
+    pub page_cache_released_below: AtomicI64,
 }
 
 impl Stats {
@@ -169,6 +170,9 @@ pub struct StoreStats {
     pub segments_warmed: u64,
     /// Rolls that found no warmed segment ready (warming on) and created a sparse one.
     pub cold_rolls: u64,
+    /// Commit-log offset below which the page cache was handed back to the kernel (see
+    /// `pageCacheHotWindow`).
+    pub page_cache_released_below: i64,
 }
 
 /// What is shared between the store handle and its threads.
@@ -566,6 +570,10 @@ impl MessageStore {
             next_segment_warmed: shared.warmer.next_ready(),
             segments_warmed: shared.warmer.warmed_count(),
             cold_rolls: shared.warmer.cold_roll_count(),
+            page_cache_released_below: shared
+                .stats
+                .page_cache_released_below
+                .load(Ordering::Relaxed),
         }
     }
 

@@ -238,3 +238,76 @@ fn retention_survives_restart() {
         (min, max)
     );
 }
+
+#[test]
+fn page_cache_behind_the_hot_window_is_handed_back_and_every_message_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = 128 * 1024;
+    let mut config = small_config(dir.path());
+    config.page_cache_hot_window_bytes = window;
+    let store = open(config);
+    let rt = runtime();
+    let count = 600;
+    for i in 0..count {
+        assert!(
+            rt.block_on(store.append(message("T", 0, body(i, 1000), &[])))
+                .status
+                .is_ok()
+        );
+    }
+    settle(&store);
+    // Slices taken before the release must keep their bytes after it.
+    let held = store
+        .get_message("T", 0, QueueOffset(0), 32, 0, &AcceptAll)
+        .messages;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stats = loop {
+        let stats = store.runtime_stats();
+        let cold_below = stats.commit_log_flushed_offset - window as i64;
+        // Released in steps of a quarter window.
+        if stats.page_cache_released_below > cold_below - window as i64 / 4 {
+            break stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no release past {}: {stats:?}",
+            stats.page_cache_released_below
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(stats.page_cache_released_below >= 400 * 1024, "{stats:?}");
+    for (i, slice) in held.iter().enumerate() {
+        assert_eq!(
+            MessageView::parse(slice).unwrap().body,
+            &body(i as u64, 1000)[..]
+        );
+    }
+    for i in 0..count {
+        let found = store.get_message("T", 0, QueueOffset(i as i64), 1, 0, &AcceptAll);
+        assert_eq!(found.status, GetMessageStatus::Found, "message {i}");
+        assert_eq!(
+            MessageView::parse(&found.messages[0]).unwrap().body,
+            &body(i, 1000)[..],
+            "message {i}"
+        );
+    }
+}
+
+#[test]
+fn a_zero_hot_window_keeps_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path());
+    config.page_cache_hot_window_bytes = 0;
+    let store = open(config);
+    let rt = runtime();
+    for i in 0..300 {
+        assert!(
+            rt.block_on(store.append(message("T", 0, body(i, 1000), &[])))
+                .status
+                .is_ok()
+        );
+    }
+    settle(&store);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(store.runtime_stats().page_cache_released_below, 0);
+}
