@@ -61,6 +61,9 @@ impl RemotingClient {
         if self.shut_down.is_cancelled() {
             return Err(RemotingError::Shutdown);
         }
+        if let Some(channel) = self.live_channel(addr) {
+            return Ok(channel);
+        }
         let slot = self
             .slots
             .lock()
@@ -90,6 +93,15 @@ impl RemotingClient {
         Ok(channel)
     }
 
+    /// The connection to `addr` if it is up and nobody is dialling it: every request of
+    /// every sender asks, so this path takes no async lock and allocates nothing (64
+    /// senders queueing on the slot's lock cost a task wake-up per request).
+    fn live_channel(&self, addr: &str) -> Option<Channel> {
+        let slot = self.slots.lock().get(addr)?.clone();
+        let current = slot.try_lock().ok()?;
+        current.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
     /// Sends a request to `addr` and waits for the response; `timeout` covers dialling too.
     pub async fn invoke(
         &self,
@@ -97,6 +109,11 @@ impl RemotingClient {
         request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
+        if !self.shut_down.is_cancelled()
+            && let Some(channel) = self.live_channel(addr)
+        {
+            return channel.invoke(request, timeout).await;
+        }
         let started = tokio::time::Instant::now();
         let channel = tokio::time::timeout(timeout, self.channel(addr))
             .await

@@ -541,11 +541,12 @@ impl ProducerCore {
             attempts += 1;
             let attempt_started = Instant::now();
             let outcome = self.send_once(prepared, &queue, budget - elapsed).await;
-            let latency = attempt_started.elapsed();
+            let finished = Instant::now();
+            let latency = finished - attempt_started;
             match outcome {
                 Ok(result) => {
                     self.fault
-                        .record(&queue.broker_name, latency, false, Instant::now());
+                        .record(&queue.broker_name, latency, false, finished);
                     if result.status != SendStatus::SendOk
                         && self.config.retry_another_broker_when_not_store_ok
                     {
@@ -558,7 +559,7 @@ impl ProducerCore {
                 Err(error) => {
                     let isolate = error.isolates_broker();
                     self.fault
-                        .record(&queue.broker_name, latency, isolate, Instant::now());
+                        .record(&queue.broker_name, latency, isolate, finished);
                     if !error.is_retryable_send() {
                         return Err(error);
                     }
