@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use karman_protocol::{ProtocolError, RemotingCommand, ResponseCode};
+use karman_protocol::{ProtocolError, RemotingCommand, RequestCode, ResponseCode};
 use karman_remoting::RemotingError;
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -102,15 +102,24 @@ impl ClientError {
         }
     }
 
-    /// The one mapping from a broker or NameServer error response to an error.
     pub(crate) fn from_response(
         addr: &str,
         request: &RemotingCommand,
         response: &RemotingCommand,
     ) -> Self {
+        Self::from_response_to(addr, request.request_code(), response)
+    }
+
+    /// The one mapping from a broker or NameServer error response to an error. Takes the
+    /// request code alone so that a caller can hand the request itself to the transport.
+    pub(crate) fn from_response_to(
+        addr: &str,
+        request: RequestCode,
+        response: &RemotingCommand,
+    ) -> Self {
         Self::Broker {
             addr: addr.to_owned(),
-            request: request.request_code().to_string(),
+            request: request.to_string(),
             code: response.response_code(),
             remark: response.remark.clone().unwrap_or_default(),
         }
@@ -164,7 +173,6 @@ impl ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use karman_protocol::RequestCode;
 
     #[test]
     fn broker_error_names_the_code_request_and_broker() {

@@ -273,7 +273,7 @@ async fn kv_config_put_get_list_delete_and_survive_restart() {
             b"",
         )
         .await;
-    assert_eq!(get.ext_fields["value"], "broker-a:4");
+    assert_eq!(&get.ext_fields["value"], "broker-a:4");
     let list = admin
         .call(&kv_header(219, r#""namespace":"ORDER_TOPIC_CONFIG""#), b"")
         .await;
@@ -293,7 +293,7 @@ async fn kv_config_put_get_list_delete_and_survive_restart() {
             b"",
         )
         .await;
-    assert_eq!(get.ext_fields["value"], "broker-a:4");
+    assert_eq!(&get.ext_fields["value"], "broker-a:4");
     let delete = kv_header(102, r#""namespace":"ORDER_TOPIC_CONFIG","key":"T""#);
     assert_eq!(
         admin.call(&delete, b"").await.response_code(),
@@ -327,12 +327,12 @@ async fn write_perm_topic_lists_and_delete_topic() {
     let wipe = admin
         .call(&kv_header(205, r#""brokerName":"broker-a""#), b"")
         .await;
-    assert_eq!(wipe.ext_fields["wipeTopicCount"], "2");
+    assert_eq!(&wipe.ext_fields["wipeTopicCount"], "2");
     assert!(body_text(&admin.call(&route_request("T", 479), b"").await).contains(r#""perm":4"#));
     let add = admin
         .call(&kv_header(327, r#""brokerName":"broker-a""#), b"")
         .await;
-    assert_eq!(add.ext_fields["addTopicCount"], "2");
+    assert_eq!(&add.ext_fields["addTopicCount"], "2");
 
     let all = admin.call(&kv_header(206, ""), b"").await;
     assert_eq!(body_text(&all), r#"{"topicList":["T","U"]}"#);

@@ -1,5 +1,5 @@
-//! Codec hot paths: command header encode/decode in both serializations, the typed send
-//! header, and stored-message decode.
+//! Codec hot paths: building a command from a typed header, command header encode/decode in
+//! both serializations, the typed send header, and stored-message decode.
 //!
 //! `cargo bench -p karman-protocol --bench codec`
 
@@ -13,8 +13,8 @@ use karman_protocol::header::{
 use karman_protocol::message::{MessageExt, MessageView, StoredRecord};
 use karman_protocol::{FrameDecoder, RemotingCommand, RequestCode, ResponseCode, SerializeType};
 
-fn send_request() -> RemotingCommand {
-    let header = SendMessageRequestHeaderV2 {
+fn send_request_header() -> SendMessageRequestHeaderV2 {
+    SendMessageRequestHeaderV2 {
         producer_group: "benchmark_producer".into(),
         topic: "BenchmarkTest".into(),
         default_topic: "TBW102".into(),
@@ -29,15 +29,19 @@ fn send_request() -> RemotingCommand {
         max_reconsume_times: None,
         batch: false,
         broker_name: Some("broker-a".into()),
-    };
+    }
+}
+
+fn send_request() -> RemotingCommand {
     let mut command =
-        RemotingCommand::request_with_header(RequestCode::SendMessageV2, &header).unwrap();
+        RemotingCommand::request_with_header(RequestCode::SendMessageV2, &send_request_header())
+            .unwrap();
     command.opaque = 42;
     command.with_body(Bytes::from(vec![b'x'; 128]))
 }
 
-fn send_response() -> RemotingCommand {
-    let header = SendMessageResponseHeader {
+fn send_response_header() -> SendMessageResponseHeader {
+    SendMessageResponseHeader {
         msg_id: "7F00000100002A9F0000000000001234".into(),
         queue_id: 3,
         queue_offset: 123_456,
@@ -45,9 +49,12 @@ fn send_response() -> RemotingCommand {
         msg_region: Some("DefaultRegion".into()),
         trace_on: Some("true".into()),
         ..SendMessageResponseHeader::default()
-    };
+    }
+}
+
+fn send_response() -> RemotingCommand {
     RemotingCommand::response(ResponseCode::Success)
-        .with_header(&header)
+        .with_header(&send_response_header())
         .unwrap()
 }
 
@@ -59,6 +66,26 @@ fn encoded(command: &RemotingCommand, serialize_type: SerializeType) -> BytesMut
 
 fn headers(c: &mut Criterion) {
     let mut group = c.benchmark_group("header");
+    // What the client pays per send and the broker per answer before any encoding.
+    let request_header = send_request_header();
+    group.bench_function("build_send_request", |b| {
+        b.iter(|| {
+            black_box(
+                RemotingCommand::request_with_header(RequestCode::SendMessageV2, &request_header)
+                    .unwrap(),
+            )
+        })
+    });
+    let response_header = send_response_header();
+    group.bench_function("build_send_response", |b| {
+        b.iter(|| {
+            black_box(
+                RemotingCommand::response(ResponseCode::Success)
+                    .with_header(&response_header)
+                    .unwrap(),
+            )
+        })
+    });
     for (name, serialize_type) in [
         ("json", SerializeType::Json),
         ("rocketmq", SerializeType::RocketMq),

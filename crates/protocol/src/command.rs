@@ -24,14 +24,14 @@
 //!
 //! let frame = FrameDecoder::default().decode(&mut wire).unwrap().unwrap();
 //! let decoded = RemotingCommand::decode(frame).unwrap();
-//! assert_eq!(decoded.ext_fields["topic"], "TopicTest");
+//! assert_eq!(&decoded.ext_fields["topic"], "TopicTest");
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use compact_str::{CompactString, ToCompactString, format_compact};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -40,9 +40,7 @@ use crate::error::{ProtocolError, Result};
 use crate::frame::{Frame, SerializeType, encode_frame_prefix};
 use crate::header::ext;
 
-/// The "custom header": every typed header field as a string (spec §1.11). Sorted, so that
-/// encoded headers are deterministic.
-pub type ExtFields = BTreeMap<String, String>;
+pub use crate::ext_fields::ExtFields;
 
 /// Flag bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 0x1;
@@ -286,7 +284,7 @@ impl RemotingCommand {
 struct JsonHeaderIn {
     code: i32,
     #[serde(default, rename = "extFields")]
-    ext_fields: Option<BTreeMap<String, Option<LenientString>>>,
+    ext_fields: Option<JsonExtFields>,
     #[serde(default)]
     flag: i32,
     #[serde(default)]
@@ -309,9 +307,38 @@ struct JsonHeaderIdentity {
     opaque: i32,
 }
 
+/// The `extFields` object as received. Entries are gathered in arrival order and resolved
+/// at the end, so a repeated key ends as its last occurrence says, a null included.
+struct JsonExtFields(ExtFields);
+
+impl<'de> Deserialize<'de> for JsonExtFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JsonExtFields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonExtFields, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) =
+                    map.next_entry::<CompactString, Option<LenientString>>()?
+                {
+                    entries.push((key, value.map(|LenientString(value)| value)));
+                }
+                Ok(JsonExtFields(ExtFields::from_unsorted_nullable(entries)))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// An ext-field value that Java would have produced as a string; numbers and booleans from
 /// other clients are stringified.
-struct LenientString(String);
+struct LenientString(CompactString);
 
 impl<'de> Deserialize<'de> for LenientString {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -322,22 +349,23 @@ impl<'de> Deserialize<'de> for LenientString {
                 f.write_str("a string, number or boolean")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LenientString, E> {
-                Ok(LenientString(v.to_owned()))
+                Ok(LenientString(v.into()))
             }
             fn visit_string<E: serde::de::Error>(self, v: String) -> Result<LenientString, E> {
-                Ok(LenientString(v))
+                Ok(LenientString(v.into()))
             }
             fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<LenientString, E> {
-                Ok(LenientString(v.to_string()))
+                Ok(LenientString(v.to_compact_string()))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LenientString, E> {
-                Ok(LenientString(v.to_string()))
+                Ok(LenientString(v.to_compact_string()))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LenientString, E> {
-                Ok(LenientString(v.to_string()))
+                Ok(LenientString(v.to_compact_string()))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LenientString, E> {
-                Ok(LenientString(v.to_string()))
+                // Not `to_compact_string`: it writes some floats differently from std (1e+20).
+                Ok(LenientString(format_compact!("{v}")))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -361,10 +389,7 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
     };
     let ext_fields = parsed
         .ext_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(key, value)| value.map(|LenientString(value)| (key, value)))
-        .collect();
+        .map_or_else(ExtFields::new, |JsonExtFields(fields)| fields);
     Ok(RemotingCommand {
         code: parsed.code,
         language: parsed
@@ -468,6 +493,11 @@ impl<'a> HeaderReader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| ProtocolError::InvalidUtf8 { what })
     }
 
+    fn compact_string(&mut self, length: i64, what: &'static str) -> Result<CompactString> {
+        let bytes = self.len_prefixed(length, what)?;
+        CompactString::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8 { what })
+    }
+
     fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.at)
     }
@@ -503,18 +533,18 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand> {
 
 fn decode_binary_ext_fields(bytes: &[u8]) -> Result<ExtFields> {
     let mut reader = HeaderReader { buf: bytes, at: 0 };
-    let mut fields = ExtFields::new();
+    let mut entries = Vec::new();
     while reader.remaining() > 0 {
         let key_len = reader.i16("ext-field key length")?;
-        let key = reader.string(i64::from(key_len), "ext-field key")?;
+        let key = reader.compact_string(i64::from(key_len), "ext-field key")?;
         let value_len = reader.i32("ext-field value length")?;
-        let value = reader.string(i64::from(value_len), "ext-field value")?;
+        let value = reader.compact_string(i64::from(value_len), "ext-field value")?;
         // A zero-length value is Java's null: indistinguishable from absent (spec §1.5).
         if !value.is_empty() {
-            fields.insert(key, value);
+            entries.push((key, value));
         }
     }
-    Ok(fields)
+    Ok(ExtFields::from_unsorted(entries))
 }
 
 fn encode_binary_header(command: &RemotingCommand) -> Result<Vec<u8>> {
@@ -612,11 +642,50 @@ mod tests {
     fn json_accepts_numbers_booleans_and_nulls_in_ext_fields() {
         let header = br#"{"code":14,"extFields":{"queueId":3,"flag":true,"x":null,"d":1.5},"opaque":9,"language":"GO","extra":[1]}"#;
         let command = decode_json_header(header).unwrap();
-        assert_eq!(command.ext_fields["queueId"], "3");
-        assert_eq!(command.ext_fields["flag"], "true");
+        assert_eq!(&command.ext_fields["queueId"], "3");
+        assert_eq!(&command.ext_fields["flag"], "true");
+        assert_eq!(&command.ext_fields["d"], "1.5");
         assert!(!command.ext_fields.contains_key("x"));
         assert_eq!(command.language, LanguageCode::Go);
         assert_eq!(command.flag, 0);
+    }
+
+    #[test]
+    fn json_repeated_ext_field_ends_as_its_last_occurrence() {
+        let header = br#"{"code":14,"extFields":{"b":"1","a":"x","b":"2","a":null}}"#;
+        let command = decode_json_header(header).unwrap();
+        assert_eq!(command.ext_fields.iter().collect::<Vec<_>>(), [("b", "2")]);
+    }
+
+    fn binary_ext_entry(out: &mut Vec<u8>, key: &str, value: &str) {
+        out.put_i16(i16::try_from(key.len()).unwrap());
+        out.put_slice(key.as_bytes());
+        out.put_i32(i32::try_from(value.len()).unwrap());
+        out.put_slice(value.as_bytes());
+    }
+
+    #[test]
+    fn binary_ext_fields_in_any_order_decode_sorted_and_last_one_wins() {
+        let mut bytes = Vec::new();
+        for (key, value) in [("z", "1"), ("a", "2"), ("z", "3"), ("z", ""), ("m", "")] {
+            binary_ext_entry(&mut bytes, key, value);
+        }
+        let fields = decode_binary_ext_fields(&bytes).unwrap();
+        assert_eq!(fields.iter().collect::<Vec<_>>(), [("a", "2"), ("z", "3")]);
+    }
+
+    #[test]
+    fn binary_ext_field_of_bad_utf8_is_refused() {
+        let mut bytes = Vec::new();
+        binary_ext_entry(&mut bytes, "k", "v");
+        let last = bytes.len() - 1;
+        bytes[last] = 0xFF;
+        assert!(matches!(
+            decode_binary_ext_fields(&bytes),
+            Err(ProtocolError::InvalidUtf8 {
+                what: "ext-field value"
+            })
+        ));
     }
 
     #[test]

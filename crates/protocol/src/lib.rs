@@ -22,6 +22,7 @@ pub mod body;
 pub mod code;
 pub mod command;
 pub mod error;
+pub mod ext_fields;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_harness;

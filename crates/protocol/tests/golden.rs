@@ -85,7 +85,7 @@ fn remoting_1_7_route_request_binary_decodes() {
     ));
     assert_eq!(command.request_code(), RequestCode::GetRouteinfoByTopic);
     assert_eq!((command.opaque, command.version, command.flag), (1, 479, 0));
-    assert_eq!(command.ext_fields["topic"], "TopicTest");
+    assert_eq!(&command.ext_fields["topic"], "TopicTest");
     assert_eq!(command.serialize_type, SerializeType::RocketMq);
 }
 

@@ -25,6 +25,7 @@ fn language() -> impl Strategy<Value = LanguageCode> {
 fn ext_fields() -> impl Strategy<Value = ExtFields> {
     // Binary headers cannot carry empty values (they decode as absent), so neither do we.
     prop::collection::btree_map("[a-zA-Z_]{1,12}", "\\PC{1,24}", 0..8)
+        .prop_map(|fields| fields.into_iter().collect())
 }
 
 prop_compose! {

@@ -628,17 +628,24 @@ impl ProducerCore {
             .master_addr_refreshing(&queue.topic, &queue.broker_name)
             .await?;
         let request = self.send_request(prepared, queue)?;
+        let request_code = request.request_code();
         let remaining = timeout.saturating_sub(started.elapsed());
         let response = self
             .instance
-            .invoke_broker_timeout(&addr, request.clone(), remaining)
+            .invoke_broker_timeout(&addr, request, remaining)
             .await?;
         let status = match response.response_code() {
             ResponseCode::Success => SendStatus::SendOk,
             ResponseCode::FlushDiskTimeout => SendStatus::FlushDiskTimeout,
             ResponseCode::FlushSlaveTimeout => SendStatus::FlushSlaveTimeout,
             ResponseCode::SlaveNotAvailable => SendStatus::SlaveNotAvailable,
-            _ => return Err(ClientError::from_response(&addr, &request, &response)),
+            _ => {
+                return Err(ClientError::from_response_to(
+                    &addr,
+                    request_code,
+                    &response,
+                ));
+            }
         };
         let header: SendMessageResponseHeader = response
             .decode_header()

@@ -16,8 +16,8 @@
 //! struct Probe { topic: String, queue_id: i32, order: bool, tag: Option<String> }
 //!
 //! let fields = to_ext_fields(&Probe { topic: "T".into(), queue_id: -1, order: true, tag: None }).unwrap();
-//! assert_eq!(fields["queueId"], "-1");
-//! assert_eq!(fields["order"], "true");
+//! assert_eq!(&fields["queueId"], "-1");
+//! assert_eq!(&fields["order"], "true");
 //! assert!(!fields.contains_key("tag"));
 //! let back: Probe = from_ext_fields(&fields).unwrap();
 //! assert_eq!(back.queue_id, -1);
@@ -25,6 +25,7 @@
 
 use std::borrow::Cow;
 
+use compact_str::{CompactString, ToCompactString, format_compact};
 use serde::de::{self, IntoDeserializer, Visitor, value::MapDeserializer};
 use serde::ser::{self, Impossible, Serialize};
 
@@ -42,15 +43,9 @@ pub fn to_ext_fields<H: Serialize + ?Sized>(header: &H) -> Result<ExtFields> {
 
 /// Converts ext fields into a typed header.
 pub fn from_ext_fields<'de, H: de::Deserialize<'de>>(fields: &'de ExtFields) -> Result<H> {
-    let entries = fields.iter().map(|(key, value)| {
-        (
-            key.as_str(),
-            ExtValue {
-                key: key.as_str(),
-                value: value.as_str(),
-            },
-        )
-    });
+    let entries = fields
+        .iter()
+        .map(|(key, value)| (key, ExtValue { key, value }));
     H::deserialize(MapDeserializer::new(entries))
 }
 
@@ -84,7 +79,8 @@ impl<'a> ser::Serializer for HeaderSerializer<'a> {
     type SerializeStruct = Self;
     type SerializeStructVariant = Impossible<(), ProtocolError>;
 
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self> {
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Self> {
+        self.fields.reserve(len);
         Ok(self)
     }
 
@@ -191,7 +187,7 @@ impl ser::SerializeStruct for HeaderSerializer<'_> {
         value: &T,
     ) -> Result<()> {
         if let Some(text) = value.serialize(ValueSerializer)? {
-            self.fields.insert(key.to_owned(), text);
+            self.fields.insert(CompactString::const_new(key), text);
         }
         Ok(())
     }
@@ -206,20 +202,22 @@ struct ValueSerializer;
 
 macro_rules! display_ser {
     ($($method:ident($ty:ty);)*) => {
-        $(fn $method(self, v: $ty) -> Result<Option<String>> { Ok(Some(v.to_string())) })*
+        $(fn $method(self, v: $ty) -> Result<Option<CompactString>> {
+            Ok(Some(v.to_compact_string()))
+        })*
     };
 }
 
 impl ser::Serializer for ValueSerializer {
-    type Ok = Option<String>;
+    type Ok = Option<CompactString>;
     type Error = ProtocolError;
-    type SerializeSeq = Impossible<Option<String>, ProtocolError>;
-    type SerializeTuple = Impossible<Option<String>, ProtocolError>;
-    type SerializeTupleStruct = Impossible<Option<String>, ProtocolError>;
-    type SerializeTupleVariant = Impossible<Option<String>, ProtocolError>;
-    type SerializeMap = Impossible<Option<String>, ProtocolError>;
-    type SerializeStruct = Impossible<Option<String>, ProtocolError>;
-    type SerializeStructVariant = Impossible<Option<String>, ProtocolError>;
+    type SerializeSeq = Impossible<Option<CompactString>, ProtocolError>;
+    type SerializeTuple = Impossible<Option<CompactString>, ProtocolError>;
+    type SerializeTupleStruct = Impossible<Option<CompactString>, ProtocolError>;
+    type SerializeTupleVariant = Impossible<Option<CompactString>, ProtocolError>;
+    type SerializeMap = Impossible<Option<CompactString>, ProtocolError>;
+    type SerializeStruct = Impossible<Option<CompactString>, ProtocolError>;
+    type SerializeStructVariant = Impossible<Option<CompactString>, ProtocolError>;
 
     display_ser! {
         serialize_bool(bool);
@@ -232,39 +230,43 @@ impl ser::Serializer for ValueSerializer {
         serialize_u32(u32);
         serialize_u64(u64);
         serialize_char(char);
-        serialize_str(&str);
     }
 
-    fn serialize_f32(self, v: f32) -> Result<Option<String>> {
+    fn serialize_str(self, v: &str) -> Result<Option<CompactString>> {
+        Ok(Some(v.into()))
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<Option<CompactString>> {
         self.serialize_f64(f64::from(v))
     }
 
-    fn serialize_f64(self, v: f64) -> Result<Option<String>> {
-        // Java's Double.toString always shows a fraction: 1.0, not 1.
+    fn serialize_f64(self, v: f64) -> Result<Option<CompactString>> {
+        // Java's Double.toString always shows a fraction: 1.0, not 1. std's formatting is kept
+        // on purpose: `to_compact_string` writes some floats differently (1e+20, 1e-7).
         Ok(Some(if v.fract() == 0.0 && v.is_finite() {
-            format!("{v:.1}")
+            format_compact!("{v:.1}")
         } else {
-            v.to_string()
+            format_compact!("{v}")
         }))
     }
 
-    fn serialize_bytes(self, _: &[u8]) -> Result<Option<String>> {
+    fn serialize_bytes(self, _: &[u8]) -> Result<Option<CompactString>> {
         Err(unsupported("bytes"))
     }
 
-    fn serialize_none(self) -> Result<Option<String>> {
+    fn serialize_none(self) -> Result<Option<CompactString>> {
         Ok(None)
     }
 
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Option<String>> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Option<CompactString>> {
         value.serialize(self)
     }
 
-    fn serialize_unit(self) -> Result<Option<String>> {
+    fn serialize_unit(self) -> Result<Option<CompactString>> {
         Ok(None)
     }
 
-    fn serialize_unit_struct(self, _: &'static str) -> Result<Option<String>> {
+    fn serialize_unit_struct(self, _: &'static str) -> Result<Option<CompactString>> {
         Ok(None)
     }
 
@@ -273,15 +275,15 @@ impl ser::Serializer for ValueSerializer {
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<Option<String>> {
-        Ok(Some(variant.to_owned()))
+    ) -> Result<Option<CompactString>> {
+        Ok(Some(CompactString::const_new(variant)))
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         value: &T,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<CompactString>> {
         value.serialize(self)
     }
 
@@ -291,7 +293,7 @@ impl ser::Serializer for ValueSerializer {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<CompactString>> {
         Err(unsupported("a data-carrying enum field"))
     }
 
@@ -550,11 +552,11 @@ mod tests {
     #[test]
     fn written_like_java_string_value_of() {
         let fields = to_ext_fields(&sample()).unwrap();
-        assert_eq!(fields["queueId"], "3");
-        assert_eq!(fields["commitOffset"], "-1");
-        assert_eq!(fields["unitMode"], "false");
-        assert_eq!(fields["filter"], "MULTI_TAG");
-        assert_eq!(fields["tps"], "2.0");
+        assert_eq!(&fields["queueId"], "3");
+        assert_eq!(&fields["commitOffset"], "-1");
+        assert_eq!(&fields["unitMode"], "false");
+        assert_eq!(&fields["filter"], "MULTI_TAG");
+        assert_eq!(&fields["tps"], "2.0");
         assert!(!fields.contains_key("maxReconsumeTimes"));
     }
 

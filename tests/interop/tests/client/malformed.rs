@@ -149,7 +149,7 @@ async fn missing_required_headers_get_system_error_naming_the_field() {
 
     // A header with an unparsable number.
     let mut request = send_v2(&topic, "bad number");
-    request.ext_fields.insert("e".to_owned(), "zero".to_owned());
+    request.ext_fields.insert("e".into(), "zero".into());
     let response = invoke(&channel, request).await;
     assert_eq!(
         response.response_code(),
@@ -404,9 +404,7 @@ async fn invalid_sql_expression_gets_subscription_parse_failed() {
 fn raw(code: RequestCode, fields: &[(&str, &str)], body: &[u8]) -> RemotingCommand {
     let mut request = RemotingCommand::request(code);
     for (key, value) in fields {
-        request
-            .ext_fields
-            .insert((*key).to_owned(), (*value).to_owned());
+        request.ext_fields.insert((*key).into(), (*value).into());
     }
     request.with_body(body.to_vec())
 }
@@ -456,7 +454,7 @@ async fn bad_requests_of_every_kind_get_java_codes_and_the_broker_keeps_serving(
     .await;
     let mut batch = send_v2(&topic, "");
     batch.code = RequestCode::SendBatchMessage.as_i32();
-    batch.ext_fields.insert("m".to_owned(), "true".to_owned());
+    batch.ext_fields.insert("m".into(), "true".into());
     batch.body = vec![0u8, 0, 0, 200, 1, 2, 3].into();
     expect_answer(
         &channel,
@@ -467,9 +465,7 @@ async fn bad_requests_of_every_kind_get_java_codes_and_the_broker_keeps_serving(
     )
     .await;
     let mut wrong_queue = send_v2(&topic, "q");
-    wrong_queue
-        .ext_fields
-        .insert("e".to_owned(), "99".to_owned());
+    wrong_queue.ext_fields.insert("e".into(), "99".into());
     expect_answer(
         &channel,
         "send to a queue the topic does not have",
