@@ -8,8 +8,8 @@
 //!                                                                  │ store time, one pwrite,
 //!                                                                  ▼ publishes the end
 //!            ◄── PUT_OK (ASYNC_FLUSH, or WAIT=false) ──────────────┤
-//!            ◄── PUT_OK once the flusher's fsync covers the record ┘ (SYNC_FLUSH)
-//!                or FLUSH_DISK_TIMEOUT after syncFlushTimeout
+//!            ◄── PUT_OK once the group's fsync covers the record ──┘ (SYNC_FLUSH: the
+//!                or FLUSH_DISK_TIMEOUT after syncFlushTimeout          writer fsyncs)
 //! ```
 //!
 //! Records are encoded in the caller's task with placeholder offsets and time; the writer
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
 use bytes::Bytes;
 use karman_protocol::message::StoredRecord;
@@ -30,7 +30,9 @@ use karman_protocol::message::sysflag::message as sysflag;
 use tokio::sync::oneshot;
 
 use crate::commit_log::{BLANK_TAIL_BYTES, CommitLog, Segment};
+use crate::config::FlushDiskType;
 use crate::error::{Result, StoreError};
+use crate::flush::{GroupCommit, SyncWaiter};
 use crate::mapped_file::put_at;
 use crate::recovery::validate_raw;
 use crate::store::Shared;
@@ -264,8 +266,9 @@ pub(crate) fn enters_consume_queue(sys_flag: i32) -> bool {
 #[derive(Debug)]
 pub(crate) enum WriteRequest {
     Append {
-        /// SYNC_FLUSH with WAIT: the append waits for the fsync (counted for the gather).
-        wait: bool,
+        /// SYNC_FLUSH with WAIT: the append's id among the parked waiters; it is answered
+        /// once an fsync covers it.
+        waiter: Option<u64>,
         topic: String,
         queue_id: i32,
         records: Vec<EncodedRecord>,
@@ -296,8 +299,9 @@ pub(crate) struct Writer {
     buffer_start: i64,
     queue_offsets: HashMap<String, HashMap<i32, i64>>,
     last_store_timestamp_ms: i64,
-    /// Appends with WAIT placed in the batch being built.
-    batch_waiting: u64,
+    /// Appends with WAIT placed in the batch being built, answered after the fsync.
+    batch_waiters: Vec<SyncWaiter>,
+    group: GroupCommit,
 }
 
 impl Writer {
@@ -312,7 +316,8 @@ impl Writer {
             buffer_start: position,
             queue_offsets,
             last_store_timestamp_ms: 0,
-            batch_waiting: 0,
+            batch_waiters: Vec::new(),
+            group: GroupCommit::default(),
         }
     }
 
@@ -323,13 +328,26 @@ impl Writer {
     /// Runs until a `Stop` request or until every sender is gone.
     pub fn run(mut self, rx: &Receiver<WriteRequest>) {
         let mut replies: Vec<(oneshot::Sender<AppendResult>, AppendResult)> = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match self.group.wait_for_more(&self.shared) {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(wait) if wait.is_zero() => Err(RecvTimeoutError::Timeout),
+                Some(wait) => rx.recv_timeout(wait),
+            };
+            let first = match first {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.group.commit(&self.shared);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut next = Some(first);
             let mut stop = false;
             while let Some(request) = next.take() {
                 match request {
                     WriteRequest::Append {
-                        wait,
+                        waiter,
                         topic,
                         queue_id,
                         records,
@@ -337,10 +355,17 @@ impl Writer {
                         reply,
                     } => {
                         let result = self.place(&topic, queue_id, records, store_host);
-                        if wait && result.status.is_ok() {
-                            self.batch_waiting += 1;
+                        match waiter {
+                            Some(id) if result.status.is_ok() => {
+                                self.batch_waiters.push(SyncWaiter {
+                                    id,
+                                    end: result.physical_offset.0 + result.record_bytes,
+                                    reply,
+                                    result,
+                                });
+                            }
+                            _ => replies.push((reply, result)),
                         }
-                        replies.push((reply, result));
                     }
                     WriteRequest::Raw {
                         offset,
@@ -364,27 +389,35 @@ impl Writer {
                 break;
             }
         }
+        if self.group.wait_for_more(&self.shared).is_some() {
+            self.group.commit(&self.shared);
+        }
     }
 
-    /// Writes the batch, publishes its end and answers its requests.
+    /// Writes the batch, publishes its end, answers its requests (parks those that wait
+    /// for an fsync, and commits their group once it is complete), then dispatches.
     fn finish_batch(&mut self, replies: &mut Vec<(oneshot::Sender<AppendResult>, AppendResult)>) {
         if let Err(error) = self.write_buffer() {
             tracing::error!(%error, "commit-log write failed; the store is now read-only");
             self.shared.flags.set_write_failed();
             self.position = self.shared.commit_log.written_offset();
+            let unwritten = self.batch_waiters.drain(..).map(|w| (w.reply, w.result));
+            replies.extend(unwritten);
             for (_, result) in replies.iter_mut().filter(|(_, r)| r.status.is_ok()) {
                 result.status = AppendStatus::UnknownError;
             }
         } else {
             self.shared.commit_log.publish_written(self.position);
-            self.shared
-                .sync_written_total
-                .fetch_add(self.batch_waiting, std::sync::atomic::Ordering::Release);
-            self.shared.wake_after_write();
+            self.group.written(self.batch_waiters.len());
+            self.shared.sync_waiters.park(&mut self.batch_waiters);
         }
-        self.batch_waiting = 0;
         for (reply, result) in replies.drain(..) {
             let _ = reply.send(result);
+        }
+        if self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
+            && self.group.wait_for_more(&self.shared) == Some(std::time::Duration::ZERO)
+        {
+            self.group.commit(&self.shared);
         }
         crate::dispatch::dispatch_after_write(&self.shared);
     }
@@ -560,7 +593,6 @@ impl Writer {
         }
         self.write_buffer()?;
         self.shared.commit_log.publish_written(self.position);
-        self.shared.wake_after_write();
         Ok(self.position)
     }
 }

@@ -1,27 +1,36 @@
-//! The commit-log flusher (spec semantics §1.8).
+//! The commit-log flush (spec semantics §1.8).
 //!
-//! SYNC_FLUSH (RocketMQ's GroupCommitService): the writer wakes the flusher after every
-//! batch; the flusher takes the published end, fdatasyncs up to it, and publishes the new
-//! flushed offset on a `watch` channel. Every append waiting for an offset at or below it
-//! completes at once, so one fsync acknowledges every append queued behind it, and the
-//! writer keeps writing the next batch while the fsync runs.
+//! SYNC_FLUSH (RocketMQ's GroupCommitService) is a group commit run by the writer thread
+//! itself: it writes a batch, parks each append with WAIT in [`SyncWaiters`], and once the
+//! group is complete ([`GroupCommit`]) fdatasyncs and answers every parked append the fsync
+//! covers. Doing the fsync on the writer instead of handing it to a flusher thread saves
+//! two thread hand-offs per group (writer → flusher, flusher's wake-up → the appenders'
+//! tasks), which on two cores cost about as much as the fsync itself. The appenders are
+//! waiting for the fsync anyway, so nothing is lost by not writing during it; appends that
+//! arrive meanwhile queue and form the next, larger group.
 //!
-//! ASYNC_FLUSH (FlushRealTimeService): every `flushIntervalCommitLog` the flusher syncs if
-//! at least `flushCommitLogLeastPages` pages are dirty, or whatever is dirty once
-//! `flushCommitLogThoroughInterval` has passed.
+//! The flusher thread still runs under SYNC_FLUSH, every 10 ms, for what was written
+//! without WAIT. Under ASYNC_FLUSH (FlushRealTimeService) it syncs every
+//! `flushIntervalCommitLog` if at least `flushCommitLogLeastPages` pages are dirty, or
+//! whatever is dirty once `flushCommitLogThoroughInterval` has passed.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::FlushDiskType;
-use crate::store::Shared;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 
+use crate::append::{AppendResult, AppendStatus};
+use crate::config::FlushDiskType;
 use crate::mapped_file::PAGE_BYTES;
+use crate::store::Shared;
 
 /// fsyncs `[flushed, written)` and publishes the new flushed offset. An fsync error turns
 /// the store read-only: after a failed fsync the kernel may have dropped the dirty pages,
-/// so retrying and reporting success would lie.
+/// so retrying and reporting success would lie. Serialized, so that the flushed offset only
+/// moves forward when the writer and the flusher both sync.
 pub(crate) fn flush_once(shared: &Shared) -> bool {
+    let _syncing = shared.flush_lock.lock();
     let log = &shared.commit_log;
     let (flushed, written) = (log.flushed_offset(), log.written_offset());
     if written <= flushed {
@@ -34,7 +43,6 @@ pub(crate) fn flush_once(shared: &Shared) -> bool {
             shared.stats.flush_us.fetch_add(us, Ordering::Relaxed);
             log.set_flushed(written);
             shared.stats.flush_count.fetch_add(1, Ordering::Relaxed);
-            shared.flushed_tx.send_replace(written);
             true
         }
         Err(error) => {
@@ -45,65 +53,155 @@ pub(crate) fn flush_once(shared: &Shared) -> bool {
     }
 }
 
+/// A written SYNC_FLUSH append with WAIT, parked until an fsync covers it.
+#[derive(Debug)]
+pub(crate) struct SyncWaiter {
+    pub id: u64,
+    /// Commit-log offset just past the append's records.
+    pub end: i64,
+    pub reply: oneshot::Sender<AppendResult>,
+    pub result: AppendResult,
+}
+
+/// The parked appends. Shared rather than owned by the writer so that an appender whose
+/// `syncFlushTimeout` passes can take its own answer back (with its offsets) while the
+/// writer is still inside a slow fsync.
+#[derive(Debug, Default)]
+pub(crate) struct SyncWaiters {
+    parked: Mutex<Vec<SyncWaiter>>,
+    next_id: AtomicU64,
+    /// Appends with WAIT between enqueue and answer (see [`GroupCommit`]).
+    in_flight: AtomicUsize,
+}
+
+impl SyncWaiters {
+    /// Registers an append that will wait; the guard counts it in flight until dropped.
+    pub fn enter(&self) -> (u64, InFlight<'_>) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        (
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            InFlight(&self.in_flight),
+        )
+    }
+
+    pub fn park(&self, waiters: &mut Vec<SyncWaiter>) {
+        if !waiters.is_empty() {
+            self.parked.lock().append(waiters);
+        }
+    }
+
+    /// Answers every parked append at or below `flushed` (or all of them with
+    /// FLUSH_DISK_TIMEOUT when the fsync failed). Returns how many were answered.
+    pub fn release(&self, flushed: Option<i64>) -> usize {
+        let answered: Vec<SyncWaiter> = {
+            let mut parked = self.parked.lock();
+            match flushed {
+                Some(flushed) => parked.extract_if(.., |w| w.end <= flushed).collect(),
+                None => std::mem::take(&mut *parked),
+            }
+        };
+        let count = answered.len();
+        for mut waiter in answered {
+            if flushed.is_none() {
+                waiter.result.status = AppendStatus::FlushDiskTimeout;
+            }
+            let _ = waiter.reply.send(waiter.result);
+        }
+        count
+    }
+
+    /// An appender whose timeout passed takes its parked answer back; `None` when the
+    /// writer has not parked it yet or is answering it right now.
+    pub fn take(&self, id: u64) -> Option<AppendResult> {
+        let mut parked = self.parked.lock();
+        let at = parked.iter().position(|w| w.id == id)?;
+        Some(parked.swap_remove(at).result)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Counts an append in flight for as long as it lives.
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Longest a group commit waits for its group to gather.
 const GATHER_MAX: Duration = Duration::from_micros(500);
 
-/// What the flusher remembers of the last group commit.
+/// The writer's group-commit state under SYNC_FLUSH.
+///
+/// A group is complete once the writer has written as many appends with WAIT since the
+/// last fsync as are in flight (queued, or written and parked), and at least as many as
+/// the last fsync released: those are on their way back with their next append. Without
+/// waiting for them, 64 appenders split into two half-groups that alternate and each fsync
+/// covers about 32. The wait is bounded by [`GATHER_MAX`]; a lone appender never waits.
+/// (Real time, not the store's clock: this paces a thread and decides nothing.)
 #[derive(Debug, Default)]
-struct Group {
-    /// `sync_written_total` that the last fsync covered.
-    covered: u64,
-    /// Appends with WAIT that the last fsync released.
+pub(crate) struct GroupCommit {
+    /// Appends with WAIT written since the last fsync.
+    written: usize,
+    /// Appends the last fsync released.
     released: usize,
+    /// When the first of `written` was written.
+    started: Option<Instant>,
 }
 
-/// Lets the group gather before the next fsync, so that one fsync covers every append in
-/// flight instead of whoever happened to be first. Without it, 64 appenders split into two
-/// half-groups that alternate, and each fsync covers about 32.
-///
-/// The group is complete once the writer has written as many appends with WAIT since the
-/// last fsync as are in flight (queued, or written and waiting), and at least as many as
-/// the last fsync released (those are on their way back with their next append). The
-/// flusher sleeps until the writer's next batch rather than spinning: on two cores a
-/// spinning flusher takes the CPU the group needs to arrive. The wait is bounded by
-/// [`GATHER_MAX`]; a lone appender never waits. (Real time, not the store's clock: this
-/// paces a thread and decides nothing.)
-fn gather(shared: &Shared, last: &Group) {
-    let deadline = Instant::now() + GATHER_MAX;
-    loop {
-        let in_flight = shared.sync_appends_in_flight.load(Ordering::Acquire);
-        let group = last.released.max(in_flight);
-        let written = shared.sync_written_total.load(Ordering::Acquire) - last.covered;
-        let written = usize::try_from(written).unwrap_or(usize::MAX);
-        let now = Instant::now();
-        if group <= 1 || written >= group || now >= deadline {
-            return;
+impl GroupCommit {
+    pub fn written(&mut self, appends: usize) {
+        if appends > 0 && self.written == 0 {
+            self.started = Some(Instant::now());
         }
-        shared.flush_wakeup.wait(deadline - now);
+        self.written += appends;
+    }
+
+    /// How long the writer may wait for more of the group; `None` when nothing waits.
+    pub fn wait_for_more(&self, shared: &Shared) -> Option<Duration> {
+        let started = self.started.filter(|_| self.written > 0)?;
+        let group = self.released.max(shared.sync_waiters.in_flight());
+        if group <= 1 || self.written >= group {
+            return Some(Duration::ZERO);
+        }
+        Some(GATHER_MAX.saturating_sub(started.elapsed()))
+    }
+
+    /// fsyncs and answers the parked appends.
+    pub fn commit(&mut self, shared: &Shared) {
+        let flushed = flush_once(shared).then(|| shared.commit_log.flushed_offset());
+        let released = shared.sync_waiters.release(flushed);
+        if released > 0 {
+            self.released = released;
+        }
+        self.written = 0;
+        self.started = None;
     }
 }
+
+/// How often the flusher syncs what was written without WAIT under SYNC_FLUSH.
+const SYNC_FLUSH_SWEEP: Duration = Duration::from_millis(10);
 
 /// The flusher thread; returns once stopping and everything written is flushed.
 pub(crate) fn run(shared: &Shared) {
     let config = &shared.config;
     let mut last_thorough_ms = shared.clock.now_ms();
-    let mut group = Group::default();
     loop {
-        let stopping = shared.flush_stop.load(Ordering::Acquire);
-        if stopping {
+        if shared.flush_stop.load(Ordering::Acquire) {
             flush_once(shared);
             return;
         }
         match config.flush_disk_type {
             FlushDiskType::SyncFlush => {
-                shared.flush_wakeup.wait(Duration::from_millis(10));
-                gather(shared, &group);
-                // Read before the fsync reads the written offset, so that every append
-                // counted here is covered by it.
-                let covered = shared.sync_written_total.load(Ordering::Acquire);
-                if flush_once(shared) && covered > group.covered {
-                    group.released = usize::try_from(covered - group.covered).unwrap_or(usize::MAX);
-                    group.covered = covered;
+                shared.flush_wakeup.wait(SYNC_FLUSH_SWEEP);
+                // With appends waiting, the writer's next group commit covers everything
+                // written so far; a sweep now would only delay it.
+                if shared.sync_waiters.in_flight() == 0 {
+                    flush_once(shared);
                 }
             }
             FlushDiskType::AsyncFlush => {
@@ -126,5 +224,63 @@ pub(crate) fn run(shared: &Shared) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CommitLogOffset, QueueOffset};
+
+    fn parked(waiters: &SyncWaiters, end: i64) -> (u64, oneshot::Receiver<AppendResult>) {
+        let (id, _in_flight) = waiters.enter();
+        let (reply, answer) = oneshot::channel();
+        let mut result = AppendResult::refused(AppendStatus::PutOk);
+        result.physical_offset = CommitLogOffset(end - 100);
+        result.queue_offset = QueueOffset(id as i64);
+        result.record_bytes = 100;
+        waiters.park(&mut vec![SyncWaiter {
+            id,
+            end,
+            reply,
+            result,
+        }]);
+        (id, answer)
+    }
+
+    #[test]
+    fn an_fsync_answers_exactly_the_appends_it_covers() {
+        let waiters = SyncWaiters::default();
+        let (_, mut first) = parked(&waiters, 100);
+        let (_, mut second) = parked(&waiters, 200);
+        assert_eq!(waiters.release(Some(150)), 1);
+        assert_eq!(first.try_recv().unwrap().status, AppendStatus::PutOk);
+        assert!(second.try_recv().is_err());
+        assert_eq!(waiters.release(Some(200)), 1);
+        assert_eq!(second.try_recv().unwrap().status, AppendStatus::PutOk);
+    }
+
+    #[test]
+    fn a_failed_fsync_answers_every_parked_append_with_flush_disk_timeout() {
+        let waiters = SyncWaiters::default();
+        let (_, mut answer) = parked(&waiters, 100);
+        assert_eq!(waiters.release(None), 1);
+        let result = answer.try_recv().unwrap();
+        assert_eq!(result.status, AppendStatus::FlushDiskTimeout);
+        assert_eq!(result.physical_offset, CommitLogOffset(0));
+    }
+
+    #[test]
+    fn a_timed_out_append_takes_back_its_offsets_and_is_not_answered_twice() {
+        let waiters = SyncWaiters::default();
+        let (id, mut answer) = parked(&waiters, 300);
+        let taken = waiters.take(id).expect("parked");
+        assert_eq!(
+            (taken.physical_offset, taken.record_bytes),
+            (CommitLogOffset(200), 100)
+        );
+        assert!(waiters.take(id).is_none());
+        assert_eq!(waiters.release(Some(300)), 0);
+        assert!(answer.try_recv().is_err());
     }
 }

@@ -5,8 +5,8 @@
 //!
 //! | thread             | owns                                                     |
 //! |--------------------|----------------------------------------------------------|
-//! | `karman-writer`    | the commit-log tail, queue-offset assignment, segment roll |
-//! | `karman-flusher`   | fsync of the commit log (group commit under SYNC_FLUSH)  |
+//! | `karman-writer`    | the commit-log tail, queue-offset assignment, segment roll, the group commit under SYNC_FLUSH |
+//! | `karman-flusher`   | background fsync of the commit log                       |
 //! | `karman-reput`     | consume queues and index, arrival notifications          |
 //! | `karman-maint`     | consume-queue/index flush, checkpoint, retention, disk-full flag |
 //! | `karman-warm`      | zero-writing the next commit-log segment (when warming is on) |
@@ -16,14 +16,14 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::append::{
     self, AppendMessage, AppendResult, AppendStatus, IllegalReason, Unavailable, WriteRequest,
@@ -36,6 +36,7 @@ use crate::config::{FlushDiskType, ResolvedConfig, StoreConfig};
 use crate::consume_queue::ConsumeQueueTable;
 use crate::dispatch::{self, ArrivalListener};
 use crate::error::{Result, StoreError};
+use crate::flush::SyncWaiters;
 use crate::index_file::IndexService;
 use crate::recovery::{self, RecoveryReport, TailCase};
 use crate::retention::{self, RetentionOutcome};
@@ -195,7 +196,9 @@ pub(crate) struct Shared {
     /// thread when the writer found it busy.
     pub dispatch_lock: Mutex<()>,
     pub last_dispatched_timestamp_ms: AtomicI64,
-    pub flushed_tx: watch::Sender<i64>,
+    /// Held while fsyncing the commit log: the writer's group commit and the flusher.
+    pub flush_lock: Mutex<()>,
+    pub sync_waiters: SyncWaiters,
     pub flush_wakeup: Wakeup,
     pub dispatch_wakeup: Wakeup,
     pub maintenance_wakeup: Wakeup,
@@ -203,37 +206,9 @@ pub(crate) struct Shared {
     pub dispatch_stop: AtomicBool,
     pub maintenance_stop: AtomicBool,
     pub memory_total_bytes: u64,
-    /// Appends with WAIT (under SYNC_FLUSH) the writer has published since open (see
-    /// `flush::gather`).
-    pub sync_written_total: AtomicU64,
-    /// SYNC_FLUSH appends with WAIT between enqueue and answer (see `flush::gather`).
-    pub sync_appends_in_flight: AtomicUsize,
-}
-
-/// Counts an append in `sync_appends_in_flight` for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Self(counter)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Shared {
-    /// Called by the writer after publishing a batch.
-    pub fn wake_after_write(&self) {
-        if self.config.flush_disk_type == FlushDiskType::SyncFlush {
-            self.flush_wakeup.notify();
-        }
-    }
-
     /// Between checkpoints: writes back the consume-queue files with at least
     /// `flushConsumeQueueLeastPages` dirty pages, so a thorough round has little left.
     /// Flushing every dirty file every second instead cost a 1,024-queue topic 1,024
@@ -342,7 +317,6 @@ impl MessageStore {
         } else {
             None
         };
-        let (flushed_tx, _) = watch::channel(0);
         let memory_total_bytes = config.memory_total_bytes.unwrap_or_else(memory_total_bytes);
         let warmer = Warmer::new(config.warms_commit_log());
         let shared = Arc::new(Shared {
@@ -363,7 +337,8 @@ impl MessageStore {
                 CheckpointState::Valid(cp) => cp.logics_msg_timestamp_ms,
                 _ => 0,
             }),
-            flushed_tx,
+            flush_lock: Mutex::new(()),
+            sync_waiters: SyncWaiters::default(),
             flush_wakeup: Wakeup::default(),
             dispatch_wakeup: Wakeup::default(),
             maintenance_wakeup: Wakeup::default(),
@@ -371,8 +346,6 @@ impl MessageStore {
             dispatch_stop: AtomicBool::new(false),
             maintenance_stop: AtomicBool::new(false),
             memory_total_bytes,
-            sync_written_total: AtomicU64::new(0),
-            sync_appends_in_flight: AtomicUsize::new(0),
         });
         let report = recover(&shared, abnormal, checkpoint)?;
         tracing::info!(?report, "store recovered");
@@ -428,10 +401,10 @@ impl MessageStore {
             Ok(records) => records,
             Err(status) => return AppendResult::refused(status),
         };
-        let _in_flight = wait.then(|| InFlight::enter(&self.shared.sync_appends_in_flight));
-        let (reply, answer) = oneshot::channel();
+        let waiter = wait.then(|| self.shared.sync_waiters.enter());
+        let (reply, mut answer) = oneshot::channel();
         let request = WriteRequest::Append {
-            wait,
+            waiter: waiter.as_ref().map(|(id, _)| *id),
             topic,
             queue_id,
             records,
@@ -449,19 +422,23 @@ impl MessageStore {
                 ));
             }
         }
-        let Ok(mut result) = answer.await else {
-            return AppendResult::refused(AppendStatus::ServiceNotAvailable(Unavailable::ShutDown));
+        let shut_down =
+            || AppendResult::refused(AppendStatus::ServiceNotAvailable(Unavailable::ShutDown));
+        let Some((id, _in_flight)) = waiter else {
+            return answer.await.unwrap_or_else(|_| shut_down());
         };
-        if wait && result.status.is_ok() {
-            let end = result.physical_offset.0 + result.record_bytes;
-            let mut flushed = self.shared.flushed_tx.subscribe();
-            let timeout = Duration::from_millis(self.shared.config.sync_flush_timeout_ms);
-            match tokio::time::timeout(timeout, flushed.wait_for(|f| *f >= end)).await {
-                Ok(Ok(_)) => {}
-                _ => result.status = AppendStatus::FlushDiskTimeout,
-            }
+        let timeout = Duration::from_millis(self.shared.config.sync_flush_timeout_ms);
+        match tokio::time::timeout(timeout, &mut answer).await {
+            Ok(answered) => answered.unwrap_or_else(|_| shut_down()),
+            // Not parked yet (still queued) or being answered right now: the answer comes.
+            Err(_) => match self.shared.sync_waiters.take(id) {
+                Some(mut result) => {
+                    result.status = AppendStatus::FlushDiskTimeout;
+                    result
+                }
+                None => answer.await.unwrap_or_else(|_| shut_down()),
+            },
         }
-        result
     }
 
     /// A replica's append: raw commit-log bytes that must continue the log at `offset`.
@@ -717,7 +694,6 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
     log.sync_range(from, end)?;
     log.publish_written(end);
     log.set_flushed(end);
-    shared.flushed_tx.send_replace(end);
     let reached = end;
     shared.dispatched.store(reached, Ordering::Release);
     shared.write_checkpoint()?;
