@@ -338,6 +338,7 @@ impl Writer {
                 Ok(first) => first,
                 Err(RecvTimeoutError::Timeout) => {
                     self.group.commit(&self.shared);
+                    crate::dispatch::dispatch_after_write(&self.shared);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -414,10 +415,14 @@ impl Writer {
         for (reply, result) in replies.drain(..) {
             let _ = reply.send(result);
         }
-        if self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
-            && self.group.wait_for_more(&self.shared) == Some(std::time::Duration::ZERO)
-        {
-            self.group.commit(&self.shared);
+        if self.shared.config.flush_disk_type == FlushDiskType::SyncFlush {
+            match self.group.wait_for_more(&self.shared) {
+                Some(wait) if wait.is_zero() => self.group.commit(&self.shared),
+                // The group is still gathering: its appenders wait for the fsync, not for
+                // consume queues and index, so dispatch once it is answered.
+                Some(_) => return,
+                None => {}
+            }
         }
         crate::dispatch::dispatch_after_write(&self.shared);
     }
