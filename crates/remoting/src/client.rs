@@ -97,6 +97,9 @@ impl RemotingClient {
     /// every sender asks, so this path takes no async lock and allocates nothing (64
     /// senders queueing on the slot's lock cost a task wake-up per request).
     fn live_channel(&self, addr: &str) -> Option<Channel> {
+        if self.shut_down.is_cancelled() {
+            return None;
+        }
         let slot = self.slots.lock().get(addr)?.clone();
         let current = slot.try_lock().ok()?;
         current.as_ref().filter(|c| !c.is_closed()).cloned()
@@ -109,9 +112,7 @@ impl RemotingClient {
         request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
-        if !self.shut_down.is_cancelled()
-            && let Some(channel) = self.live_channel(addr)
-        {
+        if let Some(channel) = self.live_channel(addr) {
             return channel.invoke(request, timeout).await;
         }
         let started = tokio::time::Instant::now();
