@@ -29,6 +29,12 @@ use karman_store::{
     AcceptAll, AppendMessage, FlushDiskType, MessageStore, QueueOffset, StoreConfig,
 };
 
+// As in the `karman` binary: the store's appenders allocate records on tokio's threads
+// that the writer frees, and glibc's allocator turns that into lock contention (a futex
+// call per message or so in SYNC_FLUSH groups) that a broker never pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BODY_BYTES: usize = 1024;
 const QUEUES: i32 = 8;
 
@@ -96,18 +102,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// `tasks` tasks append `total` messages one at a time; returns (seconds, record bytes).
-fn append_concurrently(
-    store: &Arc<MessageStore>,
-    tasks: u64,
-    total: u64,
-    wait: bool,
-) -> (f64, u64) {
+/// What [`append_concurrently`] measured.
+struct Appended {
+    secs: f64,
+    record_bytes: u64,
+    /// CPU time of the runtime's worker threads, which run the appenders' tasks.
+    appenders_cpu_us: u64,
+}
+
+/// `tasks` tasks append `total` messages one at a time.
+fn append_concurrently(store: &Arc<MessageStore>, tasks: u64, total: u64, wait: bool) -> Appended {
     let body = Bytes::from(vec![b'k'; BODY_BYTES]);
     let next = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
+    let runtime = runtime();
     let started = Instant::now();
-    runtime().block_on(async {
+    runtime.block_on(async {
         let handles: Vec<_> = (0..tasks)
             .map(|task| {
                 let (store, next, bytes, body) =
@@ -126,10 +136,15 @@ fn append_concurrently(
             h.await.unwrap();
         }
     });
-    (
-        started.elapsed().as_secs_f64(),
-        bytes.load(Ordering::Relaxed),
-    )
+    let secs = started.elapsed().as_secs_f64();
+    // The workers are this runtime's own, so their whole CPU time is this call's.
+    let appenders_cpu_us = threads_cpu_us("tokio-rt");
+    drop(runtime);
+    Appended {
+        secs,
+        record_bytes: bytes.load(Ordering::Relaxed),
+        appenders_cpu_us,
+    }
 }
 
 fn config(dir: &Path, flush: FlushDiskType) -> StoreConfig {
@@ -195,16 +210,39 @@ fn baseline_file(dir: &Path, name: &str, warmed: bool) -> std::fs::File {
     file
 }
 
-/// The baseline: one write + fdatasync per 1 KiB message (what the store's record
-/// takes), in a file sized up front like a commit-log segment.
-fn fsync_per_message_rate(file: &std::fs::File, n: u64) -> f64 {
-    let buf = vec![b'f'; BODY_BYTES + 100];
+/// Messages per second when every `records` records of a 1 KiB message (what the store's
+/// record takes) cost one write + fdatasync, in a file sized up front like a commit-log
+/// segment. `records` 1 is the baseline (one fsync per message); 64 is what a group
+/// commit of 64 appenders could reach if nothing but its write and fsync took time.
+fn fsync_rate(file: &std::fs::File, fsyncs: u64, records: usize) -> f64 {
+    let buf = vec![b'f'; (BODY_BYTES + 100) * records];
+    let len = file.metadata().unwrap().len();
     let started = Instant::now();
-    for i in 0..n {
-        file.write_all_at(&buf, i * buf.len() as u64).unwrap();
+    for i in 0..fsyncs {
+        file.write_all_at(&buf, (i * buf.len() as u64) % (len - buf.len() as u64))
+            .unwrap();
         file.sync_data().unwrap();
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    (fsyncs * records as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// CPU time (user + system, in µs at the kernel's tick) of this process's threads whose
+/// name starts with `prefix`, so that a round can say where its CPU went.
+fn threads_cpu_us(prefix: &str) -> u64 {
+    let ticks_per_sec = 100;
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        // Fields after the parenthesised name: state is the 1st, utime the 12th.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    ticks * 1_000_000 / ticks_per_sec
 }
 
 fn load_average() -> String {
@@ -363,7 +401,11 @@ fn async_phase(dir: &Path, dd: f64, report: &mut Report) {
     let store =
         Arc::new(MessageStore::open(config(&async_dir, FlushDiskType::AsyncFlush)).unwrap());
     let total = (4u64 << 30) / BODY_BYTES as u64;
-    let (secs, bytes) = append_concurrently(&store, 64, total, true);
+    let Appended {
+        secs,
+        record_bytes: bytes,
+        ..
+    } = append_concurrently(&store, 64, total, true);
     let flush_started = Instant::now();
     let store = Arc::into_inner(store).unwrap();
     store.checkpoint_now().unwrap();
@@ -449,7 +491,7 @@ fn sync_phase(dir: &Path, report: &mut Report) {
     let base_warm_file = baseline_file(dir, "fsync-warm.tmp", true);
     settle_disk();
     for (name, store) in [("warm", &warm), ("sparse", &sparse)] {
-        let (secs, _) = append_concurrently(store, 1, 2000, true);
+        let secs = append_concurrently(store, 1, 2000, true).secs;
         report.put(
             &format!("sync_{name}_1_appender_msgs_per_sec"),
             format!("{:.0}", 2000.0 / secs),
@@ -459,14 +501,16 @@ fn sync_phase(dir: &Path, report: &mut Report) {
         ("warm_vs_warmed_baseline", Vec::new()),
         ("warm_vs_sparse_baseline", Vec::new()),
         ("sparse_vs_sparse_baseline", Vec::new()),
+        ("warm_vs_ceiling", Vec::new()),
     ];
     for round in 0..ROUNDS {
         report.put(&format!("sync_round{round}_load"), load_average());
         let base_sparse_file = baseline_file(dir, "fsync-sparse.tmp", false);
-        let base_sparse = fsync_per_message_rate(&base_sparse_file, 1000);
+        let base_sparse = fsync_rate(&base_sparse_file, 1000, 1);
         drop(base_sparse_file);
         std::fs::remove_file(dir.join("fsync-sparse.tmp")).unwrap();
-        let base_warm = fsync_per_message_rate(&base_warm_file, 1000);
+        let base_warm = fsync_rate(&base_warm_file, 1000, 1);
+        let ceiling = fsync_rate(&base_warm_file, 300, 64);
         report.put(
             &format!("sync_round{round}_baseline_sparse_msgs_per_sec"),
             format!("{base_sparse:.0}"),
@@ -475,13 +519,29 @@ fn sync_phase(dir: &Path, report: &mut Report) {
             &format!("sync_round{round}_baseline_warmed_msgs_per_sec"),
             format!("{base_warm:.0}"),
         );
+        report.put(
+            &format!("sync_round{round}_ceiling_64_per_fsync_msgs_per_sec"),
+            format!("{ceiling:.0}"),
+        );
         let mut rates = Vec::new();
         for (name, store) in [("warm", &warm), ("sparse", &sparse)] {
             let n = 100_000;
             let before = store.runtime_stats();
-            let (secs, _) = append_concurrently(store, 64, n, true);
+            let writer_cpu_before = threads_cpu_us("karman-writer");
+            let appended = append_concurrently(store, 64, n, true);
+            let writer_cpu_us = threads_cpu_us("karman-writer") - writer_cpu_before;
+            let secs = appended.secs;
             let after = store.runtime_stats();
             let flushes = after.flush_count - before.flush_count;
+            for (who, cpu_us) in [
+                ("writer", writer_cpu_us),
+                ("appenders", appended.appenders_cpu_us),
+            ] {
+                report.put(
+                    &format!("sync_round{round}_{name}_{who}_cpu_us_per_fsync"),
+                    cpu_us / flushes.max(1),
+                );
+            }
             let rate = n as f64 / secs;
             report.put(
                 &format!("sync_round{round}_{name}_64_appenders_msgs_per_sec"),
@@ -501,16 +561,17 @@ fn sync_phase(dir: &Path, report: &mut Report) {
             rates[0] / base_warm,
             rates[0] / base_sparse,
             rates[1] / base_sparse,
+            rates[0] / ceiling,
         ];
         for ((name, all), ratio) in ratios.iter_mut().zip(round_ratios) {
-            report.put(&format!("sync_round{round}_{name}"), format!("{ratio:.1}"));
+            report.put(&format!("sync_round{round}_{name}"), format!("{ratio:.2}"));
             all.push(ratio);
         }
     }
     for (name, all) in ratios {
         report.put(
             &format!("sync_median_{name}"),
-            format!("{:.1}", median(all)),
+            format!("{:.2}", median(all)),
         );
     }
     drop(base_warm_file);
@@ -531,7 +592,11 @@ fn sync_rolls_phase(dir: &Path, report: &mut Report) {
         let store_dir = dir.join(format!("rolls-{name}"));
         let store = Arc::new(MessageStore::open(sync_config(&store_dir, warm, 256 << 20)).unwrap());
         report.put(&format!("rolls_{name}_load"), load_average());
-        let (secs, bytes) = append_concurrently(&store, 64, n, true);
+        let Appended {
+            secs,
+            record_bytes: bytes,
+            ..
+        } = append_concurrently(&store, 64, n, true);
         let stats = store.runtime_stats();
         report.put(
             &format!("rolls_{name}_64_appenders_msgs_per_sec"),
@@ -562,7 +627,7 @@ fn sync_rolls_phase(dir: &Path, report: &mut Report) {
     settle_disk();
     report.put(
         "rolls_baseline_warmed_msgs_per_sec",
-        format!("{:.0}", fsync_per_message_rate(&file, 1000)),
+        format!("{:.0}", fsync_rate(&file, 1000, 1)),
     );
     drop(file);
     std::fs::remove_file(dir.join("fsync-warm.tmp")).unwrap();
