@@ -21,6 +21,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use karman_protocol::message::StoredRecord;
@@ -29,6 +30,7 @@ use karman_protocol::message::stored::{BLANK_MAGIC, position};
 use karman_protocol::message::sysflag::message as sysflag;
 use tokio::sync::oneshot;
 
+use crate::answer::{Answer, deliver};
 use crate::commit_log::{BLANK_TAIL_BYTES, CommitLog, Segment};
 use crate::config::FlushDiskType;
 use crate::error::{Result, StoreError};
@@ -266,14 +268,15 @@ pub(crate) fn enters_consume_queue(sys_flag: i32) -> bool {
 #[derive(Debug)]
 pub(crate) enum WriteRequest {
     Append {
-        /// SYNC_FLUSH with WAIT: the append's id among the parked waiters; it is answered
-        /// once an fsync covers it.
-        waiter: Option<u64>,
+        /// SYNC_FLUSH with WAIT: answered once an fsync covers it.
+        wait: bool,
         topic: String,
         queue_id: i32,
         records: Vec<EncodedRecord>,
         store_host: SocketAddr,
         reply: oneshot::Sender<AppendResult>,
+        /// Where the answer is delivered ([`crate::answer`]).
+        runtime: Option<tokio::runtime::Handle>,
     },
     Raw {
         offset: i64,
@@ -302,12 +305,14 @@ pub(crate) struct Writer {
     /// Appends with WAIT placed in the batch being built, answered after the fsync.
     batch_waiters: Vec<SyncWaiter>,
     group: GroupCommit,
+    sync_flush_timeout: Duration,
 }
 
 impl Writer {
     pub fn new(shared: Arc<Shared>, queue_offsets: HashMap<String, HashMap<i32, i64>>) -> Self {
         let position = shared.commit_log.written_offset();
         let segment = shared.commit_log.segment_for(position);
+        let sync_flush_timeout = Duration::from_millis(shared.config.sync_flush_timeout_ms);
         Self {
             shared,
             segment,
@@ -318,6 +323,7 @@ impl Writer {
             last_store_timestamp_ms: 0,
             batch_waiters: Vec::new(),
             group: GroupCommit::default(),
+            sync_flush_timeout,
         }
     }
 
@@ -327,7 +333,7 @@ impl Writer {
 
     /// Runs until a `Stop` request or until every sender is gone.
     pub fn run(mut self, rx: &Receiver<WriteRequest>) {
-        let mut replies: Vec<(oneshot::Sender<AppendResult>, AppendResult)> = Vec::new();
+        let mut replies: Vec<Answer> = Vec::new();
         loop {
             let first = match self.group.wait_for_more(&self.shared) {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -348,24 +354,26 @@ impl Writer {
             while let Some(request) = next.take() {
                 match request {
                     WriteRequest::Append {
-                        waiter,
+                        wait,
                         topic,
                         queue_id,
                         records,
                         store_host,
                         reply,
+                        runtime,
                     } => {
                         let result = self.place(&topic, queue_id, records, store_host);
-                        match waiter {
-                            Some(id) if result.status.is_ok() => {
-                                self.batch_waiters.push(SyncWaiter {
-                                    id,
-                                    end: result.physical_offset.0 + result.record_bytes,
-                                    reply,
-                                    result,
-                                });
-                            }
-                            _ => replies.push((reply, result)),
+                        let end = result.physical_offset.0 + result.record_bytes;
+                        let wait = wait && result.status.is_ok();
+                        let answer = Answer {
+                            reply,
+                            result,
+                            runtime,
+                        };
+                        if wait {
+                            self.batch_waiters.push(SyncWaiter { end, answer });
+                        } else {
+                            replies.push(answer);
                         }
                     }
                     WriteRequest::Raw {
@@ -397,23 +405,24 @@ impl Writer {
 
     /// Writes the batch, publishes its end, answers its requests (parks those that wait
     /// for an fsync, and commits their group once it is complete), then dispatches.
-    fn finish_batch(&mut self, replies: &mut Vec<(oneshot::Sender<AppendResult>, AppendResult)>) {
+    fn finish_batch(&mut self, replies: &mut Vec<Answer>) {
         if let Err(error) = self.write_buffer() {
             tracing::error!(%error, "commit-log write failed; the store is now read-only");
             self.shared.flags.set_write_failed();
             self.position = self.shared.commit_log.written_offset();
-            let unwritten = self.batch_waiters.drain(..).map(|w| (w.reply, w.result));
-            replies.extend(unwritten);
-            for (_, result) in replies.iter_mut().filter(|(_, r)| r.status.is_ok()) {
-                result.status = AppendStatus::UnknownError;
+            replies.extend(self.batch_waiters.drain(..).map(|w| w.answer));
+            for answer in replies.iter_mut().filter(|a| a.result.status.is_ok()) {
+                answer.result.status = AppendStatus::UnknownError;
             }
         } else {
             self.shared.commit_log.publish_written(self.position);
             self.group.written(self.batch_waiters.len());
-            self.shared.sync_waiters.park(&mut self.batch_waiters);
+            self.shared
+                .sync_waiters
+                .park(&mut self.batch_waiters, self.sync_flush_timeout);
         }
-        for (reply, result) in replies.drain(..) {
-            let _ = reply.send(result);
+        if !replies.is_empty() {
+            deliver(std::mem::take(replies));
         }
         if self.shared.config.flush_disk_type == FlushDiskType::SyncFlush {
             match self.group.wait_for_more(&self.shared) {

@@ -10,17 +10,18 @@
 //! arrive meanwhile queue and form the next, larger group.
 //!
 //! The flusher thread still runs under SYNC_FLUSH, every 10 ms, for what was written
-//! without WAIT. Under ASYNC_FLUSH (FlushRealTimeService) it syncs every
+//! without WAIT, and answers FLUSH_DISK_TIMEOUT to appends parked past their
+//! `syncFlushTimeout`. Under ASYNC_FLUSH (FlushRealTimeService) it syncs every
 //! `flushIntervalCommitLog` if at least `flushCommitLogLeastPages` pages are dirty, or
 //! whatever is dirty once `flushCommitLogThoroughInterval` has passed.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
 
-use crate::append::{AppendResult, AppendStatus};
+use crate::answer::{Answer, deliver};
+use crate::append::AppendStatus;
 use crate::config::FlushDiskType;
 use crate::mapped_file::PAGE_BYTES;
 use crate::store::Shared;
@@ -53,74 +54,90 @@ pub(crate) fn flush_once(shared: &Shared) -> bool {
     }
 }
 
-/// A written SYNC_FLUSH append with WAIT, parked until an fsync covers it.
+/// A written SYNC_FLUSH append with WAIT, parked until an fsync covers it or its
+/// `syncFlushTimeout` passes.
 #[derive(Debug)]
 pub(crate) struct SyncWaiter {
-    pub id: u64,
     /// Commit-log offset just past the append's records.
     pub end: i64,
-    pub reply: oneshot::Sender<AppendResult>,
-    pub result: AppendResult,
+    pub answer: Answer,
 }
 
-/// The parked appends. Shared rather than owned by the writer so that an appender whose
-/// `syncFlushTimeout` passes can take its own answer back (with its offsets) while the
-/// writer is still inside a slow fsync.
+/// A parked append and when it stops waiting.
+#[derive(Debug)]
+struct Parked {
+    waiter: SyncWaiter,
+    deadline: Instant,
+}
+
+/// The parked appends. Shared rather than owned by the writer so that the flusher can
+/// answer those whose `syncFlushTimeout` passed (with their offsets) while the writer is
+/// still inside a slow fsync. As in RocketMQ, the timeout runs from the write; the
+/// appenders themselves set no timer (a timer per append cost as much CPU as its encode).
 #[derive(Debug, Default)]
 pub(crate) struct SyncWaiters {
-    parked: Mutex<Vec<SyncWaiter>>,
-    next_id: AtomicU64,
+    parked: Mutex<Vec<Parked>>,
     /// Appends with WAIT between enqueue and answer (see [`GroupCommit`]).
     in_flight: AtomicUsize,
 }
 
 impl SyncWaiters {
     /// Registers an append that will wait; the guard counts it in flight until dropped.
-    pub fn enter(&self) -> (u64, InFlight<'_>) {
+    pub fn enter(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        (
-            self.next_id.fetch_add(1, Ordering::Relaxed),
-            InFlight(&self.in_flight),
-        )
+        InFlight(&self.in_flight)
     }
 
-    pub fn park(&self, waiters: &mut Vec<SyncWaiter>) {
+    /// Parks written appends until an fsync covers them or `timeout` passes.
+    pub fn park(&self, waiters: &mut Vec<SyncWaiter>, timeout: Duration) {
         if !waiters.is_empty() {
-            self.parked.lock().append(waiters);
+            let deadline = Instant::now() + timeout;
+            let waiters = waiters.drain(..).map(|waiter| Parked { waiter, deadline });
+            self.parked.lock().extend(waiters);
         }
     }
 
     /// Answers every parked append at or below `flushed` (or all of them with
     /// FLUSH_DISK_TIMEOUT when the fsync failed). Returns how many were answered.
     pub fn release(&self, flushed: Option<i64>) -> usize {
-        let answered: Vec<SyncWaiter> = {
+        let answered: Vec<Parked> = {
             let mut parked = self.parked.lock();
             match flushed {
-                Some(flushed) => parked.extract_if(.., |w| w.end <= flushed).collect(),
+                Some(flushed) => parked.extract_if(.., |p| p.waiter.end <= flushed).collect(),
                 None => std::mem::take(&mut *parked),
             }
         };
-        let count = answered.len();
-        for mut waiter in answered {
-            if flushed.is_none() {
-                waiter.result.status = AppendStatus::FlushDiskTimeout;
-            }
-            let _ = waiter.reply.send(waiter.result);
-        }
-        count
+        answer_all(answered, flushed.is_none())
     }
 
-    /// An appender whose timeout passed takes its parked answer back; `None` when the
-    /// writer has not parked it yet or is answering it right now.
-    pub fn take(&self, id: u64) -> Option<AppendResult> {
-        let mut parked = self.parked.lock();
-        let at = parked.iter().position(|w| w.id == id)?;
-        Some(parked.swap_remove(at).result)
+    /// Answers FLUSH_DISK_TIMEOUT to every parked append whose deadline passed by `now`.
+    pub fn expire(&self, now: Instant) -> usize {
+        let expired: Vec<Parked> = {
+            let mut parked = self.parked.lock();
+            if !parked.iter().any(|p| p.deadline <= now) {
+                return 0;
+            }
+            parked.extract_if(.., |p| p.deadline <= now).collect()
+        };
+        answer_all(expired, true)
     }
 
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
+}
+
+fn answer_all(parked: Vec<Parked>, timed_out: bool) -> usize {
+    let count = parked.len();
+    let answers = parked.into_iter().map(|p| {
+        let mut answer = p.waiter.answer;
+        if timed_out {
+            answer.result.status = AppendStatus::FlushDiskTimeout;
+        }
+        answer
+    });
+    deliver(answers.collect());
+    count
 }
 
 /// Counts an append in flight for as long as it lives.
@@ -198,6 +215,9 @@ pub(crate) fn run(shared: &Shared) {
         match config.flush_disk_type {
             FlushDiskType::SyncFlush => {
                 shared.flush_wakeup.wait(SYNC_FLUSH_SWEEP);
+                // Before flushing: a sweep waits for the writer's fsync, which is what
+                // may be slow.
+                shared.sync_waiters.expire(Instant::now());
                 // With appends waiting, the writer's next group commit covers everything
                 // written so far; a sweep now would only delay it.
                 if shared.sync_waiters.in_flight() == 0 {
@@ -230,29 +250,42 @@ pub(crate) fn run(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::append::AppendResult;
     use crate::{CommitLogOffset, QueueOffset};
+    use tokio::sync::oneshot;
 
-    fn parked(waiters: &SyncWaiters, end: i64) -> (u64, oneshot::Receiver<AppendResult>) {
-        let (id, _in_flight) = waiters.enter();
+    fn parked(
+        waiters: &SyncWaiters,
+        end: i64,
+        timeout: Duration,
+    ) -> oneshot::Receiver<AppendResult> {
         let (reply, answer) = oneshot::channel();
         let mut result = AppendResult::refused(AppendStatus::PutOk);
         result.physical_offset = CommitLogOffset(end - 100);
-        result.queue_offset = QueueOffset(id as i64);
+        result.queue_offset = QueueOffset(end / 100);
         result.record_bytes = 100;
-        waiters.park(&mut vec![SyncWaiter {
-            id,
-            end,
+        let answer_to = Answer {
             reply,
             result,
-        }]);
-        (id, answer)
+            runtime: None,
+        };
+        waiters.park(
+            &mut vec![SyncWaiter {
+                end,
+                answer: answer_to,
+            }],
+            timeout,
+        );
+        answer
     }
+
+    const MINUTE: Duration = Duration::from_secs(60);
 
     #[test]
     fn an_fsync_answers_exactly_the_appends_it_covers() {
         let waiters = SyncWaiters::default();
-        let (_, mut first) = parked(&waiters, 100);
-        let (_, mut second) = parked(&waiters, 200);
+        let mut first = parked(&waiters, 100, MINUTE);
+        let mut second = parked(&waiters, 200, MINUTE);
         assert_eq!(waiters.release(Some(150)), 1);
         assert_eq!(first.try_recv().unwrap().status, AppendStatus::PutOk);
         assert!(second.try_recv().is_err());
@@ -263,7 +296,7 @@ mod tests {
     #[test]
     fn a_failed_fsync_answers_every_parked_append_with_flush_disk_timeout() {
         let waiters = SyncWaiters::default();
-        let (_, mut answer) = parked(&waiters, 100);
+        let mut answer = parked(&waiters, 100, MINUTE);
         assert_eq!(waiters.release(None), 1);
         let result = answer.try_recv().unwrap();
         assert_eq!(result.status, AppendStatus::FlushDiskTimeout);
@@ -271,16 +304,20 @@ mod tests {
     }
 
     #[test]
-    fn a_timed_out_append_takes_back_its_offsets_and_is_not_answered_twice() {
+    fn an_append_past_its_deadline_times_out_with_its_offsets_and_is_answered_once() {
         let waiters = SyncWaiters::default();
-        let (id, mut answer) = parked(&waiters, 300);
-        let taken = waiters.take(id).expect("parked");
+        let mut overdue = parked(&waiters, 300, Duration::ZERO);
+        let mut waiting = parked(&waiters, 400, MINUTE);
+        assert_eq!(waiters.expire(Instant::now()), 1);
+        let timed_out = overdue.try_recv().unwrap();
+        assert_eq!(timed_out.status, AppendStatus::FlushDiskTimeout);
         assert_eq!(
-            (taken.physical_offset, taken.record_bytes),
+            (timed_out.physical_offset, timed_out.record_bytes),
             (CommitLogOffset(200), 100)
         );
-        assert!(waiters.take(id).is_none());
-        assert_eq!(waiters.release(Some(300)), 0);
-        assert!(answer.try_recv().is_err());
+        assert!(waiting.try_recv().is_err());
+        assert_eq!(waiters.release(Some(400)), 1);
+        assert_eq!(waiting.try_recv().unwrap().status, AppendStatus::PutOk);
+        assert_eq!(waiters.expire(Instant::now() + 2 * MINUTE), 0);
     }
 }

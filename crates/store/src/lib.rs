@@ -45,6 +45,7 @@
     )
 )]
 
+mod answer;
 mod append;
 mod checkpoint;
 mod clock;

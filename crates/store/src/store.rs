@@ -401,15 +401,16 @@ impl MessageStore {
             Ok(records) => records,
             Err(status) => return AppendResult::refused(status),
         };
-        let waiter = wait.then(|| self.shared.sync_waiters.enter());
-        let (reply, mut answer) = oneshot::channel();
+        let in_flight = wait.then(|| self.shared.sync_waiters.enter());
+        let (reply, answer) = oneshot::channel();
         let request = WriteRequest::Append {
-            waiter: waiter.as_ref().map(|(id, _)| *id),
+            wait,
             topic,
             queue_id,
             records,
             store_host,
             reply,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         };
         match self.tx.try_send(request) {
             Ok(()) => {}
@@ -422,23 +423,12 @@ impl MessageStore {
                 ));
             }
         }
-        let shut_down =
-            || AppendResult::refused(AppendStatus::ServiceNotAvailable(Unavailable::ShutDown));
-        let Some((id, _in_flight)) = waiter else {
-            return answer.await.unwrap_or_else(|_| shut_down());
-        };
-        let timeout = Duration::from_millis(self.shared.config.sync_flush_timeout_ms);
-        match tokio::time::timeout(timeout, &mut answer).await {
-            Ok(answered) => answered.unwrap_or_else(|_| shut_down()),
-            // Not parked yet (still queued) or being answered right now: the answer comes.
-            Err(_) => match self.shared.sync_waiters.take(id) {
-                Some(mut result) => {
-                    result.status = AppendStatus::FlushDiskTimeout;
-                    result
-                }
-                None => answer.await.unwrap_or_else(|_| shut_down()),
-            },
-        }
+        // Past syncFlushTimeout the flusher answers FLUSH_DISK_TIMEOUT (crate::flush).
+        let answered = answer.await;
+        drop(in_flight);
+        answered.unwrap_or_else(|_| {
+            AppendResult::refused(AppendStatus::ServiceNotAvailable(Unavailable::ShutDown))
+        })
     }
 
     /// A replica's append: raw commit-log bytes that must continue the log at `offset`.
