@@ -19,9 +19,11 @@ struct Fixture {
     store: MessageStore,
     clock: Arc<ManualClock>,
     disk: Arc<FixedDiskUsage>,
+    /// Real time at open: the day the segments are written, whatever the clock says later.
+    start_ms: i64,
 }
 
-/// A store whose clock starts now at 03:00 UTC of today (segment mtimes are real time).
+/// A store whose clock starts now (segment mtimes are real time).
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let now = karman_store::Clock::now_ms(&karman_store::SystemClock);
@@ -38,6 +40,7 @@ fn fixture() -> Fixture {
         store,
         clock,
         disk,
+        start_ms: now,
     }
 }
 
@@ -56,10 +59,12 @@ fn fill(store: &MessageStore, segments: u64) -> u64 {
     count
 }
 
-/// Moves the clock to `hour`:30 UTC, `days` days from its current day.
-fn set_hour(clock: &ManualClock, days: i64, hour: i64) {
-    let day_start = clock.now_ms() - clock.now_ms().rem_euclid(24 * HOUR_MS);
-    clock.set_ms(day_start + days * 24 * HOUR_MS + hour * HOUR_MS + 30 * 60_000);
+/// Moves the clock to `hour`:30 UTC, `days` days after the day the fixture opened (not the
+/// clock's current day, so that the ages a test expects do not depend on the hour it runs).
+fn set_hour(f: &Fixture, days: i64, hour: i64) {
+    let day_start = f.start_ms - f.start_ms.rem_euclid(24 * HOUR_MS);
+    f.clock
+        .set_ms(day_start + days * 24 * HOUR_MS + hour * HOUR_MS + 30 * 60_000);
 }
 
 #[test]
@@ -67,20 +72,20 @@ fn expired_segments_go_only_at_delete_when() {
     let f = fixture();
     fill(&f.store, 5);
     let segments = f.store.runtime_stats().commit_log_segment_count;
-    set_hour(&f.clock, 3, 3);
+    set_hour(&f, 3, 3);
     let outcome = f.store.run_retention_now(false).unwrap();
     assert_eq!(
         (outcome.mode, outcome.segments_deleted),
         (DeleteMode::None, 0),
         "03:30 is not deleteWhen"
     );
-    set_hour(&f.clock, 0, 4);
+    set_hour(&f, 0, 4);
     let outcome = f.store.run_retention_now(false).unwrap();
     assert_eq!(
         outcome.segments_deleted, 0,
         "at 04:30 today nothing is 72 h old yet"
     );
-    set_hour(&f.clock, 4, 4);
+    set_hour(&f, 4, 4);
     let outcome = f.store.run_retention_now(false).unwrap();
     assert_eq!(outcome.mode, DeleteMode::Expired);
     assert_eq!(
@@ -100,7 +105,7 @@ fn consume_queues_and_pulls_follow_the_deleted_segments() {
         .store
         .get_message("T", 0, QueueOffset(0), 1, 0, &AcceptAll)
         .messages;
-    set_hour(&f.clock, 4, 4);
+    set_hour(&f, 4, 4);
     f.store.run_retention_now(false).unwrap();
     let min_physical = f.store.min_physical_offset();
     let min = f.store.min_offset_in_queue("T", 0);
@@ -139,7 +144,7 @@ fn consume_queues_and_pulls_follow_the_deleted_segments() {
 fn usage_over_max_ratio_deletes_expired_at_once_and_forced_deletes_unexpired() {
     let f = fixture();
     fill(&f.store, 4);
-    set_hour(&f.clock, 4, 10);
+    set_hour(&f, 4, 10);
     f.disk.set(0.80);
     let outcome = f.store.run_retention_now(false).unwrap();
     assert_eq!(
@@ -149,7 +154,7 @@ fn usage_over_max_ratio_deletes_expired_at_once_and_forced_deletes_unexpired() {
     );
     assert!(outcome.segments_deleted > 0);
     fill(&f.store, 3);
-    set_hour(&f.clock, 0, 10);
+    set_hour(&f, 0, 10);
     f.disk.set(0.86);
     let before = f.store.runtime_stats().commit_log_segment_count;
     let outcome = f.store.run_retention_now(false).unwrap();
@@ -220,7 +225,7 @@ fn a_full_disk_refuses_appends_naming_the_ratio_until_space_returns() {
 fn retention_survives_restart() {
     let f = fixture();
     fill(&f.store, 4);
-    set_hour(&f.clock, 4, 4);
+    set_hour(&f, 4, 4);
     f.store.run_retention_now(false).unwrap();
     let (min, max) = (
         f.store.min_offset_in_queue("T", 0),
