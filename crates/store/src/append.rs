@@ -16,7 +16,6 @@
 //! patches the queue offset, physical offset and store timestamp in place (the body CRC
 //! does not cover them), so the single writer thread does little more than a memcpy.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::HashMap;
 use karman_protocol::message::StoredRecord;
 use karman_protocol::message::properties::PROPERTIES_BYTES_MAX;
 use karman_protocol::message::stored::{BLANK_MAGIC, position};
@@ -289,6 +289,10 @@ pub(crate) enum WriteRequest {
     Stop,
 }
 
+/// The next queue offset of each queue, by topic and queue id. The writer looks it up for
+/// every append, so it hashes with foldhash: SipHash cost it more than the lookup.
+pub(crate) type QueueOffsets = HashMap<String, HashMap<i32, i64>>;
+
 /// Most bytes one writer batch gathers before writing.
 const BATCH_BYTES_MAX: usize = 4 << 20;
 
@@ -300,7 +304,7 @@ pub(crate) struct Writer {
     position: i64,
     buffer: Vec<u8>,
     buffer_start: i64,
-    queue_offsets: HashMap<String, HashMap<i32, i64>>,
+    queue_offsets: QueueOffsets,
     last_store_timestamp_ms: i64,
     /// Appends with WAIT placed in the batch being built, answered after the fsync.
     batch_waiters: Vec<SyncWaiter>,
@@ -309,7 +313,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, queue_offsets: HashMap<String, HashMap<i32, i64>>) -> Self {
+    pub fn new(shared: Arc<Shared>, queue_offsets: QueueOffsets) -> Self {
         let position = shared.commit_log.written_offset();
         let segment = shared.commit_log.segment_for(position);
         let sync_flush_timeout = Duration::from_millis(shared.config.sync_flush_timeout_ms);
@@ -578,7 +582,7 @@ impl Writer {
             }
             None => {
                 self.queue_offsets
-                    .insert(topic.to_owned(), HashMap::from([(queue_id, next)]));
+                    .insert(topic.to_owned(), HashMap::from_iter([(queue_id, next)]));
             }
         }
     }

@@ -13,12 +13,12 @@
 //! Files are mapped writable and touched only under the queue's lock; readers copy units
 //! out, then slice the commit log.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use memmap2::MmapMut;
 use parking_lot::{Mutex, RwLock};
 
@@ -429,6 +429,7 @@ fn open_cq_file(path: &Path, start_byte: i64, file_bytes: i64, create: bool) -> 
 pub(crate) struct ConsumeQueueTable {
     root: PathBuf,
     file_bytes: i64,
+    /// foldhash: dispatch looks a queue up for every record.
     queues: RwLock<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>>,
     /// Serialises queue creation so two creators do not map the same file twice.
     create_lock: Mutex<()>,
@@ -438,7 +439,7 @@ impl ConsumeQueueTable {
     /// Loads every queue under `root/{topic}/{queueId}/`.
     pub fn open(root: &Path, file_bytes: i64) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io("create_dir", root, e))?;
-        let mut queues: HashMap<String, HashMap<i32, Arc<ConsumeQueue>>> = HashMap::new();
+        let mut queues: HashMap<String, HashMap<i32, Arc<ConsumeQueue>>> = HashMap::default();
         for topic_dir in read_dirs(root)? {
             let Some(topic) = topic_dir
                 .file_name()

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use memmap2::MmapMut;
 use parking_lot::Mutex;
 
+use karman_protocol::message::java_string_hash_from;
+
 use crate::clock::format_file_timestamp;
 use crate::error::{Result, StoreError};
 use crate::mapped_file::{be_i32, be_i64, map_mut, open_rw, put_at};
@@ -30,19 +32,11 @@ const HEADER_BYTES: usize = 40;
 const SLOT_BYTES: usize = 4;
 const ENTRY_BYTES: usize = 20;
 
-/// Java `String.hashCode()` of the concatenation of `parts`, without building it.
-pub(crate) fn java_hash_parts(parts: &[&str]) -> i32 {
-    parts
-        .iter()
-        .flat_map(|p| p.encode_utf16())
-        .fold(0i32, |h, unit| {
-            h.wrapping_mul(31).wrapping_add(i32::from(unit))
-        })
-}
-
 /// RocketMQ's `indexKeyHashMethod`: |hash|, with `i32::MIN` mapped to 0.
 fn key_hash(topic: &str, key: &str) -> i32 {
-    java_hash_parts(&[topic, "#", key])
+    [topic, "#", key]
+        .iter()
+        .fold(0, |hash, part| java_string_hash_from(hash, part))
         .checked_abs()
         .unwrap_or(0)
 }
@@ -388,9 +382,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_of_parts_equals_hash_of_joined_string() {
+    fn key_hash_is_the_java_hash_of_topic_hash_key() {
         use karman_protocol::message::java_string_hash;
-        assert_eq!(java_hash_parts(&["T", "#", "k1"]), java_string_hash("T#k1"));
+        assert_eq!(key_hash("T", "k1"), java_string_hash("T#k1").abs());
+        assert_eq!(key_hash("主题", "键"), java_string_hash("主题#键").abs());
     }
 
     #[test]

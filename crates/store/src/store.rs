@@ -11,9 +11,9 @@
 //! | `karman-maint`     | consume-queue/index flush, checkpoint, retention, disk-full flag |
 //! | `karman-warm`      | zero-writing the next commit-log segment (when warming is on) |
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
@@ -26,8 +26,8 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use crate::append::{
-    self, AppendMessage, AppendResult, AppendStatus, IllegalReason, Unavailable, WriteRequest,
-    Writer,
+    self, AppendMessage, AppendResult, AppendStatus, IllegalReason, QueueOffsets, Unavailable,
+    WriteRequest, Writer,
 };
 use crate::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::clock::{Clock, DiskUsageProbe, StatvfsProbe, SystemClock};
@@ -368,7 +368,22 @@ impl MessageStore {
 
     /// Appends one message.
     pub async fn append(&self, message: AppendMessage) -> AppendResult {
-        self.append_batch(vec![message]).await
+        if let Some(why) = self.shared.flags.unavailable() {
+            return AppendResult::refused(AppendStatus::ServiceNotAvailable(why));
+        }
+        let record = match append::encode(&message, self.shared.config.max_message_size_bytes) {
+            Ok(record) => record,
+            Err(status) => return AppendResult::refused(status),
+        };
+        let wait = self.waits_for_fsync(&message);
+        let AppendMessage {
+            topic,
+            queue_id,
+            store_host,
+            ..
+        } = message;
+        self.submit(wait, topic, queue_id, vec![record], store_host)
+            .await
     }
 
     /// Appends messages of one topic-queue as one unit: consecutive queue offsets, one
@@ -382,8 +397,7 @@ impl MessageStore {
             return AppendResult::refused(AppendStatus::ServiceNotAvailable(why));
         }
         let (topic, queue_id, store_host) = (first.topic.clone(), first.queue_id, first.store_host);
-        let wait = first.wait_store_msg_ok
-            && self.shared.config.flush_disk_type == FlushDiskType::SyncFlush;
+        let wait = self.waits_for_fsync(first);
         if messages
             .iter()
             .any(|m| m.topic != topic || m.queue_id != queue_id)
@@ -401,6 +415,24 @@ impl MessageStore {
             Ok(records) => records,
             Err(status) => return AppendResult::refused(status),
         };
+        self.submit(wait, topic, queue_id, records, store_host)
+            .await
+    }
+
+    /// Under SYNC_FLUSH an append with WAIT (the default) is answered once durable.
+    fn waits_for_fsync(&self, message: &AppendMessage) -> bool {
+        message.wait_store_msg_ok && self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
+    }
+
+    /// Queues encoded records for the writer and waits for the answer.
+    async fn submit(
+        &self,
+        wait: bool,
+        topic: String,
+        queue_id: i32,
+        records: Vec<append::EncodedRecord>,
+        store_host: SocketAddr,
+    ) -> AppendResult {
         let in_flight = wait.then(|| self.shared.sync_waiters.enter());
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest::Append {
@@ -702,18 +734,16 @@ fn recover(shared: &Shared, abnormal: bool, checkpoint: CheckpointState) -> Resu
 type Started = (SyncSender<WriteRequest>, Vec<JoinHandle<()>>);
 
 fn start_threads(shared: &Arc<Shared>) -> Result<Started> {
-    let queue_offsets: HashMap<String, HashMap<i32, i64>> =
-        shared
-            .cqs
-            .all()
-            .into_iter()
-            .fold(HashMap::new(), |mut table, (topic, queue_id, queue)| {
-                table
-                    .entry(topic)
-                    .or_default()
-                    .insert(queue_id, queue.max_offset().0);
-                table
-            });
+    let queue_offsets: QueueOffsets = shared.cqs.all().into_iter().fold(
+        QueueOffsets::default(),
+        |mut table, (topic, queue_id, queue)| {
+            table
+                .entry(topic)
+                .or_default()
+                .insert(queue_id, queue.max_offset().0);
+            table
+        },
+    );
     let (tx, rx) = sync_channel(shared.config.append_queue_capacity_count.max(1));
     let mut writer = Writer::new(Arc::clone(shared), queue_offsets);
     writer.set_last_store_timestamp(shared.last_dispatched_timestamp_ms.load(Ordering::Acquire));

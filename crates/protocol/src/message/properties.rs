@@ -189,9 +189,8 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Properties {
 /// Iterates the valid pairs of a properties string in order, duplicates included.
 pub fn iter_pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
     text.split(PROPERTY_SEPARATOR).filter_map(|segment| {
-        if segment.chars().count() < 3 {
-            return None;
-        }
+        // At least three characters, counted without walking the whole value.
+        segment.chars().nth(2)?;
         let (name, value) = segment.split_once(NAME_VALUE_SEPARATOR)?;
         (!name.is_empty() && !value.is_empty()).then_some((name, value))
     })
