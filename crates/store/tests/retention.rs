@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use karman_protocol::message::MessageView;
 use karman_store::{
-    AcceptAll, AppendStatus, Clock, DeleteMode, FixedDiskUsage, GetMessageStatus, ManualClock,
+    AcceptAll, AppendStatus, DeleteMode, FixedDiskUsage, GetMessageStatus, ManualClock,
     MessageStore, QueueOffset, StoreEnv, Unavailable,
 };
 
