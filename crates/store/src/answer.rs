@@ -41,13 +41,17 @@ impl Drop for Delivery {
 /// Sends `answers`: from a task on the runtime of one of them when there are several,
 /// directly otherwise.
 pub(crate) fn deliver(answers: Vec<Answer>) {
-    let runtime = answers.iter().find_map(|a| a.runtime.clone());
+    // A lone answer is one wake-up either way; a spawn would only add a task.
+    let runtime = match answers.as_slice() {
+        [_, _, ..] => answers.iter().find_map(|a| a.runtime.clone()),
+        _ => None,
+    };
     let delivery = Delivery(answers);
     match runtime {
-        Some(runtime) if delivery.0.len() > 1 => {
+        Some(runtime) => {
             runtime.spawn(async move { drop(delivery) });
         }
-        _ => drop(delivery),
+        None => drop(delivery),
     }
 }
 

@@ -112,13 +112,11 @@ impl SyncWaiters {
 
     /// Answers FLUSH_DISK_TIMEOUT to every parked append whose deadline passed by `now`.
     pub fn expire(&self, now: Instant) -> usize {
-        let expired: Vec<Parked> = {
-            let mut parked = self.parked.lock();
-            if !parked.iter().any(|p| p.deadline <= now) {
-                return 0;
-            }
-            parked.extract_if(.., |p| p.deadline <= now).collect()
-        };
+        let expired: Vec<Parked> = self
+            .parked
+            .lock()
+            .extract_if(.., |p| p.deadline <= now)
+            .collect();
         answer_all(expired, true)
     }
 
