@@ -8,8 +8,9 @@
 //! Phases (`KARMAN_BENCH_PHASES=async,sync,rolls,restart` selects): `dd` bandwidth (the
 //! 4 GiB one with `async` only); 1 KiB ASYNC_FLUSH appends from 64 tasks; reading the
 //! backlog back from the page cache; `sync`: write+fdatasync per message (the baseline,
-//! in a sparse and in a zero-written file) beside SYNC_FLUSH with 1 and 64 concurrent
-//! appenders, with warmed and with sparse segments; `rolls`: SYNC_FLUSH across several
+//! in a sparse and in a zero-written file) and a bare group commit with no store work
+//! beside SYNC_FLUSH with 1 and 64 concurrent appenders, with warmed and with sparse
+//! segments; `rolls`: SYNC_FLUSH across several
 //! segment rolls, warming in the background; restart of a large store after a clean
 //! shutdown, after a crash, and with the checkpoint lost (full scan), warm and cold cache.
 //! The directory is deleted at the end. Prints one `key value` line per figure (with the
@@ -224,6 +225,76 @@ fn fsync_rate(file: &std::fs::File, fsyncs: u64, records: usize) -> f64 {
         file.sync_data().unwrap();
     }
     (fsyncs * records as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Messages per second of the bare group commit that no store built like this one can beat
+/// on this machine: 64 tasks on the appenders' kind of runtime each hand a finished record
+/// to one writer thread and wait for its answer; the writer writes whatever has arrived in
+/// one `pwrite`, fsyncs once all 64 are in (it knows the group's size, so it never waits
+/// on a gather deadline) and answers the group from one task spawned on the runtime. No
+/// encoding, queue offsets, consume queue or index: only the write, the fsync and the
+/// hand-offs between threads, which the store cannot avoid either.
+fn bare_group_commit_rate(file: &std::fs::File, total: u64) -> f64 {
+    const TASKS: usize = 64;
+    let record_bytes = BODY_BYTES + 100;
+    let wrap_at = file.metadata().unwrap().len() - (TASKS * record_bytes) as u64;
+    let runtime = runtime();
+    let handle = runtime.handle().clone();
+    let (to_writer, from_tasks) =
+        std::sync::mpsc::sync_channel::<(Vec<u8>, tokio::sync::oneshot::Sender<()>)>(1024);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut position = 0;
+            let mut answered = 0;
+            let mut group = Vec::with_capacity(TASKS * record_bytes);
+            let mut waiting = Vec::with_capacity(TASKS);
+            while let Ok(first) = from_tasks.recv() {
+                // The last group of a run is short when `total` is not a multiple of 64.
+                let group_size = TASKS.min(usize::try_from(total - answered).unwrap());
+                group.clear();
+                for (record, answer) in std::iter::once(first).chain(from_tasks.try_iter()) {
+                    group.extend_from_slice(&record);
+                    waiting.push(answer);
+                    if waiting.len() == group_size {
+                        break;
+                    }
+                }
+                file.write_all_at(&group, position % wrap_at).unwrap();
+                position += group.len() as u64;
+                if waiting.len() == group_size {
+                    file.sync_data().unwrap();
+                    answered += group_size as u64;
+                    let answers = std::mem::replace(&mut waiting, Vec::with_capacity(TASKS));
+                    handle.spawn(async move {
+                        for answer in answers {
+                            let _ = answer.send(());
+                        }
+                    });
+                }
+            }
+        });
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let (to_writer, next) = (to_writer.clone(), next.clone());
+                    tokio::spawn(async move {
+                        while next.fetch_add(1, Ordering::Relaxed) < total {
+                            let (answer, answered) = tokio::sync::oneshot::channel();
+                            to_writer.send((vec![b'b'; record_bytes], answer)).unwrap();
+                            answered.await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(to_writer);
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+    });
+    total as f64 / started.elapsed().as_secs_f64()
 }
 
 /// CPU time (user + system, in µs at the kernel's tick) of this process's threads whose
@@ -502,6 +573,8 @@ fn sync_phase(dir: &Path, report: &mut Report) {
         ("warm_vs_sparse_baseline", Vec::new()),
         ("sparse_vs_sparse_baseline", Vec::new()),
         ("warm_vs_ceiling", Vec::new()),
+        ("warm_vs_bare_group_commit", Vec::new()),
+        ("bare_group_commit_vs_warmed_baseline", Vec::new()),
     ];
     for round in 0..ROUNDS {
         report.put(&format!("sync_round{round}_load"), load_average());
@@ -522,6 +595,11 @@ fn sync_phase(dir: &Path, report: &mut Report) {
         report.put(
             &format!("sync_round{round}_ceiling_64_per_fsync_msgs_per_sec"),
             format!("{ceiling:.0}"),
+        );
+        let bare = bare_group_commit_rate(&base_warm_file, 100_000);
+        report.put(
+            &format!("sync_round{round}_bare_group_commit_64_msgs_per_sec"),
+            format!("{bare:.0}"),
         );
         let mut rates = Vec::new();
         for (name, store) in [("warm", &warm), ("sparse", &sparse)] {
@@ -562,6 +640,8 @@ fn sync_phase(dir: &Path, report: &mut Report) {
             rates[0] / base_sparse,
             rates[1] / base_sparse,
             rates[0] / ceiling,
+            rates[0] / bare,
+            bare / base_warm,
         ];
         for ((name, all), ratio) in ratios.iter_mut().zip(round_ratios) {
             report.put(&format!("sync_round{round}_{name}"), format!("{ratio:.2}"));
