@@ -112,9 +112,22 @@ pub(crate) fn format_file_timestamp(ms: i64) -> String {
     format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}{milli:03}")
 }
 
-/// The UTC hour of day (0..24) of an epoch time.
-pub(crate) fn utc_hour(ms: i64) -> u32 {
-    u32::try_from(ms.rem_euclid(86_400_000) / 3_600_000).unwrap_or(0)
+/// The hour of day (0..24) of an epoch time where the broker runs: RocketMQ reads
+/// `deleteWhen` in the machine's time zone, so "04" is 4 a.m. local time, the quiet hour
+/// its users picked, not 4 a.m. UTC.
+pub(crate) fn local_hour(ms: i64) -> u32 {
+    use chrono::{Local, Offset, TimeZone};
+    let offset_secs = Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or(0, |time| time.offset().fix().local_minus_utc());
+    hour_at_offset(ms, offset_secs)
+}
+
+/// The hour of day (0..24) of an epoch time at a fixed offset from UTC.
+fn hour_at_offset(ms: i64, offset_secs: i32) -> u32 {
+    let local_ms = ms + i64::from(offset_secs) * 1000;
+    u32::try_from(local_ms.rem_euclid(86_400_000) / 3_600_000).unwrap_or(0)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -145,7 +158,41 @@ mod tests {
         );
         // leap day
         assert_eq!(format_file_timestamp(951_782_400_000), "20000229000000000");
-        assert_eq!(utc_hour(1_700_000_000_005), 22);
+    }
+
+    #[test]
+    fn hours_follow_the_offset_across_midnight() {
+        // 2023-11-14T22:13:20.005Z
+        let ms = 1_700_000_000_005;
+        assert_eq!(hour_at_offset(ms, 0), 22);
+        assert_eq!(
+            hour_at_offset(ms, 8 * 3600),
+            6,
+            "Asia/Shanghai is the next day"
+        );
+        assert_eq!(hour_at_offset(ms, -5 * 3600), 17);
+        assert_eq!(hour_at_offset(ms, 5 * 3600 + 1800), 3, "India's half hour");
+        assert_eq!(hour_at_offset(0, -3600), 23, "before the epoch");
+    }
+
+    /// `TZ` is read once per process, so the check runs in a child with `TZ` set (a POSIX
+    /// rule, which needs no tz database on the machine).
+    #[test]
+    fn local_hour_follows_tz() {
+        const CHILD: &str = "KARMAN_LOCAL_HOUR_CHILD";
+        // 2023-11-14T22:13:20.005Z is 06:13 the next day at UTC+8.
+        let ms = 1_700_000_000_005;
+        if std::env::var_os(CHILD).is_some() {
+            assert_eq!(local_hour(ms), 6);
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "clock::tests::local_hour_follows_tz"])
+            .env(CHILD, "1")
+            .env("TZ", "CST-8")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child with TZ=CST-8 failed: {status}");
     }
 
     #[test]

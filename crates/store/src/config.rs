@@ -72,8 +72,8 @@ pub struct StoreConfig {
     pub max_message_size_bytes: u64,
     /// `fileReservedTime`: commit-log segments older than this are deleted. Default 72 h.
     pub file_reserved_time_hours: u64,
-    /// `deleteWhen`: hours of the day (UTC, `;`-separated) when expired segments are
-    /// deleted. Default "04".
+    /// `deleteWhen`: hours of the day (`;`-separated, in the machine's time zone, as in
+    /// RocketMQ) when expired segments are deleted. Default "04".
     pub delete_when: String,
     /// `diskMaxUsedSpaceRatio`: above this usage expired segments are deleted at once,
     /// without waiting for `deleteWhen`. Default 75 %.

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::append::Unavailable;
-use crate::clock::utc_hour;
+use crate::clock::local_hour;
 use crate::error::{Result, StoreError};
 use crate::store::Shared;
 
@@ -120,7 +120,7 @@ pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<Re
     } else {
         shared.flags.set_disk_full(None);
     }
-    let mode = delete_mode(used_ratio, utc_hour(now_ms), manual, &policy);
+    let mode = delete_mode(used_ratio, local_hour(now_ms), manual, &policy);
     let mut segments_deleted = 0;
     if mode != DeleteMode::None {
         let segments = shared.commit_log.segments();
