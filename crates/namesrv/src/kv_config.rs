@@ -26,10 +26,13 @@ pub struct KvConfig {
 
 impl KvConfig {
     /// Loads the file, falling back to its `.bak` copy; a missing file is an empty table.
+    /// An empty file counts as missing: a crash right after the rename can leave one (the
+    /// data was not yet written back), and RocketMQ starts with an empty table on it too.
     pub fn load(path: &Path) -> Result<Self, NamesrvError> {
         let mut table = BTreeMap::new();
         for candidate in [path.to_owned(), backup_path(path)] {
             match std::fs::read(&candidate) {
+                Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
                 Ok(bytes) => {
                     let file: KvConfigFile =
                         karman_protocol::body::fastjson::from_slice(&bytes, "kvConfig.json")
@@ -155,6 +158,25 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let reloaded = KvConfig::load(&path).unwrap();
         assert_eq!(reloaded.get("ns", "a"), Some("1"));
+    }
+
+    #[test]
+    fn an_empty_file_falls_back_to_the_backup_or_an_empty_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvConfig.json");
+        let mut kv = KvConfig::load(&path).unwrap();
+        kv.put("ns", "a", "1").unwrap();
+        kv.put("ns", "b", "2").unwrap();
+        std::fs::write(&path, "").unwrap();
+        let reloaded = KvConfig::load(&path).unwrap();
+        assert_eq!(reloaded.get("ns", "a"), Some("1"));
+        assert_eq!(
+            reloaded.get("ns", "b"),
+            None,
+            "the backup predates the last put"
+        );
+        std::fs::remove_file(backup_path(&path)).unwrap();
+        assert!(KvConfig::load(&path).unwrap().namespace("ns").is_none());
     }
 
     #[test]
