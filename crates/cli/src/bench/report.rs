@@ -22,8 +22,6 @@ pub struct Counters {
     pub send_failed: AtomicU64,
     /// Error answers from the broker.
     pub response_failed: AtomicU64,
-    latency_us_sum: AtomicU64,
-    latency_us_max: AtomicU64,
     /// A second latency (store-to-consume) for consumer runs.
     second_us_sum: AtomicU64,
     second_us_max: AtomicU64,
@@ -38,8 +36,6 @@ impl Counters {
         self.ok.fetch_add(1, Ordering::Relaxed);
         self.ok_bytes
             .fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
-        self.latency_us_sum.fetch_add(us, Ordering::Relaxed);
-        self.latency_us_max.fetch_max(us, Ordering::Relaxed);
     }
 
     pub fn record_second(&self, latency_ms: i64) {
@@ -58,7 +54,6 @@ struct Snapshot {
     ok_bytes: u64,
     send_failed: u64,
     response_failed: u64,
-    latency_us_sum: u64,
     second_us_sum: u64,
 }
 
@@ -69,7 +64,6 @@ impl Snapshot {
             ok_bytes: c.ok_bytes.load(Ordering::Relaxed),
             send_failed: c.send_failed.load(Ordering::Relaxed),
             response_failed: c.response_failed.load(Ordering::Relaxed),
-            latency_us_sum: c.latency_us_sum.load(Ordering::Relaxed),
             second_us_sum: c.second_us_sum.load(Ordering::Relaxed),
         }
     }
@@ -205,8 +199,8 @@ impl Reporter {
             let mut window = current.clone();
             let _ = window.subtract(&previous_histogram);
             previous_histogram = current;
-            // The max of the interval comes from the histogram window; the atomic max is
-            // the run's.
+            // The interval's latencies (max, mean, percentiles) come from the histogram
+            // window: it holds one value per send, where the counters count messages.
             print(self.line(&now, &previous, &window, interval));
             previous = now;
         }
@@ -221,15 +215,11 @@ impl Reporter {
     ) -> String {
         let count = now.ok - before.ok;
         let tps = count as f64 / interval.as_secs_f64();
-        let avg = if count == 0 {
-            0.0
-        } else {
-            ms(now.latency_us_sum - before.latency_us_sum) / count as f64
-        };
-        let (p50, p99, p999, max) = if window.is_empty() {
-            (0.0, 0.0, 0.0, 0.0)
+        let (avg, p50, p99, p999, max) = if window.is_empty() {
+            (0.0, 0.0, 0.0, 0.0, 0.0)
         } else {
             (
+                window.mean() / 1000.0,
                 ms(window.value_at_quantile(0.5)),
                 ms(window.value_at_quantile(0.99)),
                 ms(window.value_at_quantile(0.999)),
@@ -331,4 +321,34 @@ pub fn summary_text(summary: &Summary) -> String {
         p999 = summary.p999_ms,
         max = summary.max_ms,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch is one send: the interval's average RT must be the send's latency, as in the
+    /// summary, not that latency spread over the batch's messages.
+    #[test]
+    fn interval_average_is_per_send_when_batches_count_each_message() {
+        let reporter = Reporter::new(Columns::Producer);
+        let mut recorder = reporter.recorder();
+        for latency_ms in [10, 30] {
+            reporter
+                .counters
+                .record(&mut recorder, Duration::from_millis(latency_ms), 32 * 1024);
+            reporter.counters.ok.fetch_add(31, Ordering::Relaxed);
+        }
+        let mut window = empty_histogram();
+        for us in [10_000, 30_000] {
+            window.record(us).unwrap();
+        }
+        let now = Snapshot::take(&reporter.counters);
+        let line = reporter.line(&now, &Snapshot::default(), &window, Duration::from_secs(1));
+        let columns: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(columns[1], "64", "{line}");
+        let average: f64 = columns[3].parse().unwrap();
+        assert!((average - 20.0).abs() < 0.05, "{line}");
+        assert_eq!(columns[2], "30.0", "{line}");
+    }
 }
