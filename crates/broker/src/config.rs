@@ -631,7 +631,7 @@ pub fn keys() -> Vec<ConfigKey<BrokerConfig>> {
             "deleteWhen",
             store.delete_when,
             reloadable = false,
-            "Hours of the day (`;`-separated) when expired segments are deleted."
+            "Hours of the day (`;`-separated, in the machine's time zone, as in RocketMQ) when expired segments are deleted."
         ),
         config_key!(
             BrokerConfig,
