@@ -10,9 +10,9 @@
 //! backlog back from the page cache; `sync`: write+fdatasync per message (the baseline,
 //! in a sparse and in a zero-written file) and a bare group commit with no store work
 //! beside SYNC_FLUSH with 1 and 64 concurrent appenders, with warmed and with sparse
-//! segments; `rolls`: SYNC_FLUSH across several
-//! segment rolls, warming in the background; restart of a large store after a clean
-//! shutdown, after a crash, and with the checkpoint lost (full scan), warm and cold cache.
+//! segments; `rolls`: SYNC_FLUSH across several segment rolls, warming in the background;
+//! restart of a large store after a clean shutdown, after a crash, and with the checkpoint
+//! lost (full scan), warm and cold cache.
 //! The directory is deleted at the end. Prints one `key value` line per figure (with the
 //! load average where the machine is shared), then all of them as JSON.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]

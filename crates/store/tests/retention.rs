@@ -59,12 +59,18 @@ fn fill(store: &MessageStore, segments: u64) -> u64 {
     count
 }
 
-/// Moves the clock to `hour`:30 UTC, `days` days after the day the fixture opened (not the
-/// clock's current day, so that the ages a test expects do not depend on the hour it runs).
-fn set_hour(f: &Fixture, days: i64, hour: i64) {
-    let day_start = f.start_ms - f.start_ms.rem_euclid(24 * HOUR_MS);
-    f.clock
-        .set_ms(day_start + days * 24 * HOUR_MS + hour * HOUR_MS + 30 * 60_000);
+/// Moves the clock to `hour`:30 local time (`deleteWhen` hours are local), `days` days
+/// after the day the fixture opened (not the clock's current day, so that the ages a test
+/// expects do not depend on the hour or the time zone it runs in).
+fn set_hour(f: &Fixture, days: u64, hour: u32) {
+    use chrono::{Local, TimeZone};
+    let opened = Local.timestamp_millis_opt(f.start_ms).unwrap();
+    let at = (opened.date_naive() + chrono::Days::new(days))
+        .and_hms_opt(hour, 30, 0)
+        .unwrap();
+    let local = Local.from_local_datetime(&at);
+    let at = local.earliest().or(local.latest()).unwrap();
+    f.clock.set_ms(at.timestamp_millis());
 }
 
 #[test]
