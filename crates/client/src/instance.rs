@@ -386,6 +386,16 @@ impl ClientInstance {
         default_queue_nums: Option<i32>,
     ) -> Result<bool> {
         let _serial = self.route_lock.lock().await;
+        self.update_route_serialized(topic, default_queue_nums)
+            .await
+    }
+
+    /// [`Self::update_route`] for a caller that holds `route_lock`.
+    async fn update_route_serialized(
+        &self,
+        topic: &str,
+        default_queue_nums: Option<i32>,
+    ) -> Result<bool> {
         let route = match self.fetch_route(topic).await? {
             Some(route) => Some(route),
             None => match default_queue_nums {
@@ -458,26 +468,41 @@ impl ClientInstance {
         topic: &str,
         default_queue_nums: i32,
     ) -> Result<Arc<TopicPublishInfo>> {
-        if let Some(info) = self.publish.read().get(topic).filter(|i| !i.is_empty()) {
-            return Ok(info.clone());
+        let cached = || {
+            self.publish
+                .read()
+                .get(topic)
+                .filter(|i| !i.is_empty())
+                .cloned()
+        };
+        if let Some(info) = cached() {
+            return Ok(info);
         }
-        self.update_route(topic, Some(default_queue_nums)).await?;
-        self.publish
-            .read()
-            .get(topic)
-            .filter(|i| !i.is_empty())
-            .cloned()
-            .ok_or_else(|| ClientError::NoRoute {
-                topic: topic.to_owned(),
-                reason: "the NameServer has no writable queue for it (and no TBW102 template)"
-                    .into(),
-            })
+        {
+            // Every send that starts before the route is known waits here. The first one
+            // fetches it and the rest find it installed: one NameServer round trip instead
+            // of one per waiting send, in series (2,048 sends in flight at a producer's
+            // start took a second and more).
+            let _serial = self.route_lock.lock().await;
+            if cached().is_none() {
+                self.update_route_serialized(topic, Some(default_queue_nums))
+                    .await?;
+            }
+        }
+        cached().ok_or_else(|| ClientError::NoRoute {
+            topic: topic.to_owned(),
+            reason: "the NameServer has no writable queue for it (and no TBW102 template)".into(),
+        })
     }
 
     /// The readable queues of a topic, fetching the route when it is not cached.
     pub(crate) async fn subscribe_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         if !self.routes.read().contains_key(topic) {
-            self.update_route(topic, None).await?;
+            let _serial = self.route_lock.lock().await;
+            // Another caller may have fetched it while this one waited (see publish_info).
+            if !self.routes.read().contains_key(topic) {
+                self.update_route_serialized(topic, None).await?;
+            }
         }
         self.routes
             .read()

@@ -10,7 +10,7 @@ use karman_client::producer::{Producer, ProducerConfig, SendStatus};
 use karman_client::{ClientError, Message};
 use karman_protocol::ResponseCode;
 use karman_protocol::message::id::parse_offset_msg_id;
-use support::{FakeBroker, eventually, fast_client, init_tracing, start_namesrv};
+use support::{CountingNamesrv, FakeBroker, eventually, fast_client, init_tracing, start_namesrv};
 use tokio::time::Instant;
 
 async fn producer(namesrv: &karman_namesrv::NamesrvHandle, config: ProducerConfig) -> Producer {
@@ -95,6 +95,35 @@ async fn sync_send_returns_ids_queue_and_offset_of_the_stored_message() {
         producer.send(Message::new("T", "x")).await,
         Err(ClientError::Shutdown { .. })
     ));
+}
+
+/// A producer's first sends all miss the route cache: one of them asks the NameServer and
+/// the rest use its answer, instead of a round trip each, one after another.
+#[tokio::test]
+async fn sends_that_start_together_ask_for_the_route_once() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(&dir).await;
+    let _broker =
+        FakeBroker::start("broker-a", &namesrv.local_addr().to_string(), &[("T", 4)]).await;
+    let counting = CountingNamesrv::start(&namesrv).await;
+    let producer = Producer::builder()
+        .client_config(karman_client::ClientConfig {
+            namesrv_addr: counting.addr(),
+            // No periodic refresh during the test: only the sends ask.
+            poll_name_server_interval: Duration::from_secs(600),
+            ..fast_client(&namesrv, "DEFAULT")
+        })
+        .producer_config(group("pg"))
+        .build()
+        .await
+        .unwrap();
+    let sends = (0..256).map(|i| producer.send(Message::new("T", format!("m{i}"))));
+    for result in futures::future::join_all(sends).await {
+        assert_eq!(result.unwrap().status, SendStatus::SendOk);
+    }
+    assert_eq!(counting.route_requests("T"), 1);
+    producer.shutdown().await;
 }
 
 #[tokio::test]

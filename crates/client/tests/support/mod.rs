@@ -968,3 +968,63 @@ pub fn fast_client(namesrv: &NamesrvHandle, instance: &str) -> karman_client::Cl
         ..karman_client::ClientConfig::default()
     }
 }
+
+/// A NameServer in front of a real one that counts route requests per topic, so that a
+/// test can see how often a client asks.
+pub struct CountingNamesrv {
+    route_requests: Arc<Mutex<HashMap<String, usize>>>,
+    server: ServerHandle,
+}
+
+impl CountingNamesrv {
+    pub async fn start(upstream: &NamesrvHandle) -> Self {
+        let route_requests = Arc::new(Mutex::new(HashMap::new()));
+        let mut dispatcher = Dispatcher::new();
+        dispatcher.set_fallback(Arc::new(Forward {
+            upstream: upstream.local_addr().to_string(),
+            client: RemotingClient::new(ClientConfig::default(), Dispatcher::new()),
+            route_requests: route_requests.clone(),
+        }));
+        let server = karman_remoting::server::start(
+            ServerConfig::new("127.0.0.1:0".parse().unwrap()),
+            dispatcher,
+        )
+        .await
+        .unwrap();
+        Self {
+            route_requests,
+            server,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.server.local_addr().to_string()
+    }
+
+    pub fn route_requests(&self, topic: &str) -> usize {
+        self.route_requests.lock().get(topic).copied().unwrap_or(0)
+    }
+}
+
+struct Forward {
+    upstream: String,
+    client: RemotingClient,
+    route_requests: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+#[async_trait]
+impl RequestProcessor for Forward {
+    async fn process(&self, _channel: &Channel, request: RemotingCommand) -> ProcessResult {
+        if request.request_code() == RequestCode::GetRouteinfoByTopic {
+            let header: GetRouteInfoRequestHeader = request.decode_header()?;
+            *self.route_requests.lock().entry(header.topic).or_default() += 1;
+        }
+        self.client
+            .invoke(&self.upstream, request, Duration::from_secs(3))
+            .await
+            .map(Some)
+            .map_err(|error| {
+                karman_remoting::ProcessError::new(ResponseCode::SystemError, error.to_string())
+            })
+    }
+}
