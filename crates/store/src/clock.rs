@@ -186,13 +186,18 @@ mod tests {
             assert_eq!(local_hour(ms), 6);
             return;
         }
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "clock::tests::local_hour_follows_tz"])
             .env(CHILD, "1")
             .env("TZ", "CST-8")
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success(), "the child with TZ=CST-8 failed: {status}");
+        assert!(
+            child.status.success(),
+            "the child with TZ=CST-8 failed: {}\n{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
     }
 
     #[test]
