@@ -227,6 +227,14 @@ fn a_full_disk_refuses_appends_naming_the_ratio_until_space_returns() {
     assert!((f.store.runtime_stats().disk_used_ratio - 0.5).abs() < 1e-6);
 }
 
+/// clusterList shows the disk usage from the start, not only after the first retention
+/// round a minute later.
+#[test]
+fn disk_usage_is_in_the_stats_from_open() {
+    let f = fixture();
+    assert!((f.store.runtime_stats().disk_used_ratio - 0.10).abs() < 1e-6);
+}
+
 #[test]
 fn retention_survives_restart() {
     let f = fixture();
