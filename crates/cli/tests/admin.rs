@@ -574,6 +574,16 @@ fn cluster_list_shows_each_broker_with_version_and_load() {
             "0.00".into()
         ]
     );
+    assert_eq!(rows[0][9], "-", "Hour: the log is empty");
+    assert_eq!(rows[0][11], "true", "ACTIVATED: a master");
+    let space: f64 = rows[0][10].parse().unwrap();
+    assert!(space > 0.0 && space < 1.0, "SPACE {space}");
+    cluster
+        .admin(&["sendMessage", "-t", "TopicTest", "-p", "hello"])
+        .ok();
+    let rows = cluster.admin(&["clusterList"]).ok().table("Cluster Name");
+    let hours: f64 = rows[0][9].parse().unwrap();
+    assert!((0.0..0.1).contains(&hours), "Hour {hours}");
 
     let json = cluster.admin(&["clusterList", "--json"]).ok().json();
     let broker = &json["brokers"][0];

@@ -24,12 +24,13 @@ use karman_protocol::header::{
 use karman_protocol::message::sysflag::perm;
 use karman_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use karman_remoting::{Channel, ProcessError, ProcessResult, RequestProcessor};
-use karman_store::{BoundaryType, Clock, MessageStore, QueueOffset};
+use karman_store::{BoundaryType, Clock, CommitLogOffset, MessageStore, QueueOffset};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{fail, json_body, ok};
 use crate::client_table::ClientTable;
+use crate::config::BrokerRole;
 use crate::group_table::{GroupTable, validate_group_name};
 use crate::offset_table::OffsetTable;
 use crate::schedule::ScheduleService;
@@ -570,10 +571,7 @@ impl AdminProcessor {
             .msg_id
             .as_deref()
             .and_then(|id| karman_protocol::message::id::parse_offset_msg_id(id).ok())
-            .and_then(|(_, offset)| {
-                self.store
-                    .read_message(karman_store::CommitLogOffset(offset))
-            })
+            .and_then(|(_, offset)| self.store.read_message(CommitLogOffset(offset)))
         {
             forwarded.body = record.into();
         }
@@ -712,6 +710,22 @@ impl AdminProcessor {
             self.boot_timestamp_ms.to_string(),
         );
         put("pageCacheLockTimeMills", "0".to_owned());
+        // clusterList's Hour: how far back the log reaches; -1 while it is empty, as in
+        // RocketMQ.
+        let earliest = (stats.commit_log_min_offset < stats.commit_log_max_offset)
+            .then(|| {
+                self.store
+                    .store_timestamp_at(CommitLogOffset(stats.commit_log_min_offset))
+            })
+            .flatten()
+            .unwrap_or(-1);
+        put("earliestMessageTimeStamp", earliest.to_string());
+        // clusterList's ACTIVATED: RocketMQ 5 reports whether the master-only services
+        // (delay schedule, transaction check-back) run, which they do on a master.
+        put(
+            "brokerActive",
+            (config.broker_role != BrokerRole::Slave).to_string(),
+        );
         for (key, value) in self.transactions.runtime_info() {
             table.insert(key.to_owned(), value);
         }
