@@ -1,5 +1,6 @@
 //! Broker counters for GET_BROKER_RUNTIME_INFO, topic stats and `clusterList`: totals,
-//! plus per-second rates sampled every second over the last minute.
+//! per-second rates sampled every second over the last minute, and the totals at the last
+//! two local midnights (`clusterList -m`: yesterday's and today's messages).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,20 @@ pub struct BrokerStats {
     pub get_missed: AtomicU64,
     per_topic_put: RwLock<HashMap<String, AtomicU64>>,
     samples: Mutex<VecDeque<(Sample, HashMap<String, u64>)>>,
+    mornings: Mutex<Mornings>,
+}
+
+/// Totals at the start of today and of yesterday (local time), as RocketMQ's BrokerStats
+/// records them at each midnight; zero until the broker has seen a midnight, so that
+/// "today" counts from its start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mornings {
+    /// The local day (days from the common era) of the last sample.
+    day: Option<i32>,
+    pub today_put: u64,
+    pub today_get: u64,
+    pub yesterday_put: u64,
+    pub yesterday_get: u64,
 }
 
 /// Messages per second over the last `seconds` of samples (or as many as there are).
@@ -95,7 +110,23 @@ impl BrokerStats {
 
     /// Takes one sample; the broker calls it every second.
     pub fn sample(&self) {
+        use chrono::Datelike;
+        self.sample_on(chrono::Local::now().date_naive().num_days_from_ce());
+    }
+
+    /// [`Self::sample`] on a given local day.
+    fn sample_on(&self, day: i32) {
         let current = self.current();
+        {
+            let mut mornings = self.mornings.lock();
+            if mornings.day.is_some_and(|last| last != day) {
+                mornings.yesterday_put = mornings.today_put;
+                mornings.yesterday_get = mornings.today_get;
+                mornings.today_put = current.0.put_messages;
+                mornings.today_get = current.0.get_messages;
+            }
+            mornings.day = Some(day);
+        }
         let mut samples = self.samples.lock();
         samples.push_back(current);
         while samples.len() > WINDOW + 1 {
@@ -119,6 +150,10 @@ impl BrokerStats {
             get_tps: rate(last.0.get_messages, first.0.get_messages),
             get_bytes_per_sec: rate(last.0.get_bytes, first.0.get_bytes),
         }
+    }
+
+    pub fn mornings(&self) -> Mornings {
+        *self.mornings.lock()
     }
 
     /// Put rate of one topic over the last minute.
@@ -153,5 +188,30 @@ mod tests {
         assert_eq!(rates.get_tps, 4.0);
         assert_eq!(stats.topic_put_total("T"), 10);
         assert_eq!(stats.put_failures.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn mornings_move_at_each_new_day() {
+        let stats = BrokerStats::default();
+        stats.record_put("T", 3, 30, true);
+        stats.sample_on(100);
+        stats.record_put("T", 4, 40, true);
+        stats.record_get(2, 20);
+        stats.sample_on(100);
+        let before_midnight = stats.mornings();
+        assert_eq!(
+            (before_midnight.today_put, before_midnight.yesterday_put),
+            (0, 0)
+        );
+        stats.sample_on(101);
+        stats.record_put("T", 5, 50, true);
+        stats.sample_on(101);
+        let next_day = stats.mornings();
+        assert_eq!((next_day.today_put, next_day.today_get), (7, 2));
+        assert_eq!((next_day.yesterday_put, next_day.yesterday_get), (0, 0));
+        stats.sample_on(102);
+        let day_after = stats.mornings();
+        assert_eq!((day_after.today_put, day_after.yesterday_put), (12, 7));
+        assert_eq!(day_after.yesterday_get, 2);
     }
 }

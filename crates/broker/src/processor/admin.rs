@@ -657,10 +657,17 @@ impl AdminProcessor {
             .load(std::sync::atomic::Ordering::Relaxed);
         put("msgPutTotalTodayNow", put_total.to_string());
         put("msgGetTotalTodayNow", get_total.to_string());
-        put("msgPutTotalTodayMorning", "0".to_owned());
-        put("msgGetTotalTodayMorning", "0".to_owned());
-        put("msgPutTotalYesterdayMorning", "0".to_owned());
-        put("msgGetTotalYesterdayMorning", "0".to_owned());
+        let mornings = self.stats.mornings();
+        put("msgPutTotalTodayMorning", mornings.today_put.to_string());
+        put("msgGetTotalTodayMorning", mornings.today_get.to_string());
+        put(
+            "msgPutTotalYesterdayMorning",
+            mornings.yesterday_put.to_string(),
+        );
+        put(
+            "msgGetTotalYesterdayMorning",
+            mornings.yesterday_get.to_string(),
+        );
         put(
             "putTps",
             format!(
