@@ -99,14 +99,13 @@ fn mtime_ms(file: &std::fs::File, path: &std::path::Path) -> Result<i64> {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
 }
 
-/// One retention round at `now_ms`; `manual` is the admin's "delete expired now".
-pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<RetentionOutcome> {
-    let policy = policy(shared);
-    let dir = shared.commit_log.dir();
-    let used_ratio = shared.disk_probe.used_ratio(dir)?;
+/// Reads the disk usage into the stats and sets or clears the disk-full refusal; returns
+/// the used ratio. Runs at open too, so that a store opened on a full disk refuses appends
+/// at once rather than after the first retention round a minute later.
+pub(crate) fn check_disk(shared: &Shared, policy: &RetentionPolicy) -> Result<f64> {
+    let used_ratio = shared.disk_probe.used_ratio(shared.commit_log.dir())?;
     shared.stats.set_disk_used_ratio(used_ratio);
-    let disk_full = used_ratio > policy.warning_level_ratio;
-    if disk_full {
+    if used_ratio > policy.warning_level_ratio {
         tracing::error!(
             used_ratio,
             threshold = policy.warning_level_ratio,
@@ -120,6 +119,14 @@ pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<Re
     } else {
         shared.flags.set_disk_full(None);
     }
+    Ok(used_ratio)
+}
+
+/// One retention round at `now_ms`; `manual` is the admin's "delete expired now".
+pub(crate) fn run_round(shared: &Shared, now_ms: i64, manual: bool) -> Result<RetentionOutcome> {
+    let policy = policy(shared);
+    let used_ratio = check_disk(shared, &policy)?;
+    let disk_full = used_ratio > policy.warning_level_ratio;
     let mode = delete_mode(used_ratio, local_hour(now_ms), manual, &policy);
     let mut segments_deleted = 0;
     if mode != DeleteMode::None {

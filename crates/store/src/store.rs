@@ -350,10 +350,12 @@ impl MessageStore {
         let report = recover(&shared, abnormal, checkpoint)?;
         tracing::info!(?report, "store recovered");
         // The first retention round runs a minute after start (as in RocketMQ); until then
-        // the disk usage in the stats (clusterList's SPACE) would read 0.
-        match shared.disk_probe.used_ratio(shared.commit_log.dir()) {
-            Ok(used_ratio) => shared.stats.set_disk_used_ratio(used_ratio),
-            Err(error) => tracing::warn!(%error, "could not read the disk usage at open"),
+        // the disk usage in the stats (clusterList's SPACE) would read 0 and a full disk
+        // would take appends.
+        if let Err(error) =
+            crate::retention::check_disk(&shared, &crate::retention::policy(&shared))
+        {
+            tracing::warn!(%error, "could not read the disk usage at open");
         }
         write_abort_file(&root)?;
         let (tx, threads) = start_threads(&shared)?;

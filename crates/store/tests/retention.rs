@@ -227,12 +227,29 @@ fn a_full_disk_refuses_appends_naming_the_ratio_until_space_returns() {
     assert!((f.store.runtime_stats().disk_used_ratio - 0.5).abs() < 1e-6);
 }
 
-/// clusterList shows the disk usage from the start, not only after the first retention
-/// round a minute later.
+/// clusterList shows the disk usage from the start, and a full disk refuses appends from
+/// the start, not only after the first retention round a minute later.
 #[test]
-fn disk_usage_is_in_the_stats_from_open() {
+fn disk_usage_counts_from_open() {
     let f = fixture();
     assert!((f.store.runtime_stats().disk_used_ratio - 0.10).abs() < 1e-6);
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = StoreEnv {
+        clock: Arc::new(ManualClock::new(0)),
+        disk_probe: Arc::new(FixedDiskUsage::new(0.95)),
+        arrival_listener: None,
+    };
+    let store = open_env(small_config(dir.path()), env);
+    let appended = runtime().block_on(store.append(message("T", 0, "x", &[])));
+    assert!(
+        matches!(
+            appended.status,
+            AppendStatus::ServiceNotAvailable(Unavailable::DiskFull { .. })
+        ),
+        "{:?}",
+        appended.status
+    );
 }
 
 #[test]
