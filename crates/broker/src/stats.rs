@@ -1,6 +1,7 @@
 //! Broker counters for GET_BROKER_RUNTIME_INFO, topic stats and `clusterList`: totals,
-//! per-second rates sampled every second over the last minute, and the totals at the last
-//! two local midnights (`clusterList -m`: yesterday's and today's messages).
+//! per-second rates sampled every second (the broker's over the last ten minutes, as
+//! RocketMQ's `putTps` "10 s, 60 s, 600 s"; each topic's over the last minute), and the
+//! totals at the last two local midnights (`clusterList -m`: yesterday's and today's).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-/// Samples kept for rates: one per second for a minute.
-const WINDOW: usize = 60;
+/// Seconds of samples kept for the broker's rates.
+const WINDOW_SECS: usize = 600;
+/// Seconds of samples kept for each topic's rate: a map per sample, so fewer of them.
+const TOPIC_WINDOW_SECS: usize = 60;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
@@ -28,7 +31,8 @@ pub struct BrokerStats {
     pub get_found: AtomicU64,
     pub get_missed: AtomicU64,
     per_topic_put: RwLock<HashMap<String, AtomicU64>>,
-    samples: Mutex<VecDeque<(Sample, HashMap<String, u64>)>>,
+    samples: Mutex<VecDeque<Sample>>,
+    topic_samples: Mutex<VecDeque<HashMap<String, u64>>>,
     mornings: Mutex<Mornings>,
 }
 
@@ -127,10 +131,17 @@ impl BrokerStats {
             }
             mornings.day = Some(day);
         }
+        let (sample, topics) = current;
         let mut samples = self.samples.lock();
-        samples.push_back(current);
-        while samples.len() > WINDOW + 1 {
+        samples.push_back(sample);
+        while samples.len() > WINDOW_SECS + 1 {
             samples.pop_front();
+        }
+        drop(samples);
+        let mut topic_samples = self.topic_samples.lock();
+        topic_samples.push_back(topics);
+        while topic_samples.len() > TOPIC_WINDOW_SECS + 1 {
+            topic_samples.pop_front();
         }
     }
 
@@ -146,9 +157,9 @@ impl BrokerStats {
         let span = (samples.len() - 1).min(seconds).max(1) as f64;
         let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / span;
         Rates {
-            put_tps: rate(last.0.put_messages, first.0.put_messages),
-            get_tps: rate(last.0.get_messages, first.0.get_messages),
-            get_bytes_per_sec: rate(last.0.get_bytes, first.0.get_bytes),
+            put_tps: rate(last.put_messages, first.put_messages),
+            get_tps: rate(last.get_messages, first.get_messages),
+            get_bytes_per_sec: rate(last.get_bytes, first.get_bytes),
         }
     }
 
@@ -158,13 +169,13 @@ impl BrokerStats {
 
     /// Put rate of one topic over the last minute.
     pub fn topic_put_tps(&self, topic: &str) -> f64 {
-        let samples = self.samples.lock();
+        let samples = self.topic_samples.lock();
         let (Some(last), Some(first)) = (samples.back(), samples.front()) else {
             return 0.0;
         };
         let span = (samples.len().saturating_sub(1)).max(1) as f64;
         let of = |s: &HashMap<String, u64>| s.get(topic).copied().unwrap_or(0);
-        of(&last.1).saturating_sub(of(&first.1)) as f64 / span
+        of(last).saturating_sub(of(first)) as f64 / span
     }
 }
 
@@ -188,6 +199,26 @@ mod tests {
         assert_eq!(rates.get_tps, 4.0);
         assert_eq!(stats.topic_put_total("T"), 10);
         assert_eq!(stats.put_failures.load(Ordering::Relaxed), 5);
+    }
+
+    /// `putTps` reports 10 s, 60 s and 600 s rates: ten minutes of samples are kept for the
+    /// broker's totals, one minute for each topic.
+    #[test]
+    fn broker_rates_reach_back_ten_minutes_and_topic_rates_one() {
+        let stats = BrokerStats::default();
+        stats.sample_on(1);
+        stats.record_put("T", 600, 0, true);
+        for _ in 0..600 {
+            stats.sample_on(1);
+        }
+        assert_eq!(stats.rates(600).put_tps, 1.0);
+        assert_eq!(stats.rates(60).put_tps, 0.0);
+        assert_eq!(stats.topic_put_tps("T"), 0.0, "the topic's minute is quiet");
+        stats.record_put("T", 120, 0, true);
+        stats.sample_on(1);
+        assert_eq!(stats.topic_put_tps("T"), 2.0);
+        // The first 600 fell out of the ten minutes with this sample.
+        assert_eq!(stats.rates(600).put_tps, 0.2);
     }
 
     #[test]

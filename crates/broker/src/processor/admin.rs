@@ -34,7 +34,7 @@ use crate::config::BrokerRole;
 use crate::group_table::{GroupTable, validate_group_name};
 use crate::offset_table::OffsetTable;
 use crate::schedule::ScheduleService;
-use crate::stats::BrokerStats;
+use crate::stats::{BrokerStats, Rates};
 use crate::topic_table::{TopicTable, name, validate_topic_name};
 use crate::{BrokerIdentity, SharedConfig};
 
@@ -668,33 +668,20 @@ impl AdminProcessor {
             "msgGetTotalYesterdayMorning",
             mornings.yesterday_get.to_string(),
         );
-        put(
-            "putTps",
+        // "10 s, 60 s, 600 s", as RocketMQ's StoreStatsService prints them.
+        let windows = [self.stats.rates(10), rates, self.stats.rates(600)];
+        let three = |tps: fn(&Rates) -> f64| {
             format!(
                 "{:.2} {:.2} {:.2}",
-                self.stats.rates(10).put_tps,
-                rates.put_tps,
-                rates.put_tps
-            ),
-        );
-        put(
-            "getTransferedTps",
-            format!(
-                "{:.2} {:.2} {:.2}",
-                self.stats.rates(10).get_tps,
-                rates.get_tps,
-                rates.get_tps
-            ),
-        );
-        put(
-            "getTransferredTps",
-            format!(
-                "{:.2} {:.2} {:.2}",
-                self.stats.rates(10).get_tps,
-                rates.get_tps,
-                rates.get_tps
-            ),
-        );
+                tps(&windows[0]),
+                tps(&windows[1]),
+                tps(&windows[2])
+            )
+        };
+        put("putTps", three(|r| r.put_tps));
+        // RocketMQ versions spell this key both ways; tools may read either.
+        put("getTransferedTps", three(|r| r.get_tps));
+        put("getTransferredTps", three(|r| r.get_tps));
         put(
             "commitLogMinOffset",
             stats.commit_log_min_offset.to_string(),
