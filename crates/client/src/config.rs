@@ -145,8 +145,8 @@ impl ClientConfig {
 
     /// The effective instance name: Java turns `DEFAULT` into `pid#nanotime`. The nanos
     /// never repeat within a process: two clients built at the same moment on two threads
-    /// read the same clock value often enough (about one run in 150 of the transaction
-    /// tests) to end up sharing one instance and its NameServer.
+    /// read the same clock value often enough (in 5 of 300 runs of the transaction tests)
+    /// to end up sharing one instance and its NameServer.
     pub(crate) fn effective_instance_name(&self) -> String {
         if self.instance_name == DEFAULT_INSTANCE_NAME {
             let now = std::time::SystemTime::now()
