@@ -155,7 +155,7 @@ pub struct StoreStats {
     pub dispatched_offset: i64,
     /// Bytes written but not yet in consume queues.
     pub dispatch_lag_bytes: i64,
-    /// Usage seen by the last retention round.
+    /// Usage seen at open or by the last retention round since.
     pub disk_used_ratio: f64,
     /// Messages appended since open (sample twice for TPS).
     pub put_message_count: u64,
